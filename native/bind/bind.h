@@ -1,0 +1,35 @@
+// N-API glue helpers. Each native/bind/*.cc file registers its functions with FATHOM_REGISTER and checks
+// every argument (type, length against the dimensions given) before calling a kernel: a kernel must never
+// read or write out of bounds, whatever JS passes. Errors name the function: "[gemm_f32] ...".
+#pragma once
+#include <napi.h>
+#include <cstdint>
+#include <string>
+
+namespace fathom {
+
+typedef void (*Registrar)(Napi::Env env, Napi::Object exports);
+int add_registrar(Registrar r);
+void run_registrars(Napi::Env env, Napi::Object exports);
+
+#define FATHOM_REGISTER(fn) static int fathom_registered_##fn = ::fathom::add_registrar(fn)
+
+[[noreturn]] void throw_arg(const Napi::CallbackInfo& info, const char* op, const std::string& msg);
+
+// Typed-array arguments. `need` is the minimum element count; the pointer is to the view's first element.
+float* f32_arg(const Napi::CallbackInfo& info, size_t i, const char* op, int64_t need);
+double* f64_arg(const Napi::CallbackInfo& info, size_t i, const char* op, int64_t need);
+uint16_t* u16_arg(const Napi::CallbackInfo& info, size_t i, const char* op, int64_t need);
+int32_t* i32_arg(const Napi::CallbackInfo& info, size_t i, const char* op, int64_t need);
+uint8_t* u8_arg(const Napi::CallbackInfo& info, size_t i, const char* op, int64_t need);
+// Any typed array, as bytes; *len receives its byte length.
+uint8_t* bytes_arg(const Napi::CallbackInfo& info, size_t i, const char* op, size_t* len);
+bool is_nullish(const Napi::CallbackInfo& info, size_t i);
+
+int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* op, int64_t lo, int64_t hi);
+double num_arg(const Napi::CallbackInfo& info, size_t i, const char* op);
+bool bool_arg(const Napi::CallbackInfo& info, size_t i, const char* op);
+
+void set_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Function::Callback cb);
+
+}  // namespace fathom

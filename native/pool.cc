@@ -1,0 +1,158 @@
+// Thread pool: workers wait on a generation counter, spinning ~50 us before sleeping on a condition variable.
+#include "pool.h"
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+#include <sched.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define FATHOM_PAUSE() _mm_pause()
+#else
+#define FATHOM_PAUSE() std::this_thread::yield()
+#endif
+
+namespace fathom {
+namespace {
+
+int default_threads() {
+  if (const char* s = std::getenv("FATHOM_THREADS")) {
+    int v = std::atoi(s);
+    if (v > 0) return v > 256 ? 256 : v;
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int c = CPU_COUNT(&set);
+    if (c > 0) return c;
+  }
+  unsigned h = std::thread::hardware_concurrency();
+  return h ? static_cast<int>(h) : 1;
+}
+
+thread_local bool t_in_task = false;
+
+struct Pool {
+  std::vector<std::thread> workers;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<uint64_t> generation{0};
+  std::atomic<int> active{0};        // workers still inside the current job
+  std::atomic<int64_t> next{0};      // next item to claim
+  std::atomic<bool> stop{false};
+  task_fn fn = nullptr;
+  void* ctx = nullptr;
+  int64_t n = 0, grain = 1;
+  int size = 1;                      // threads including the caller
+  std::mutex call_mu;                // one job at a time
+
+  void run_chunks() {
+    for (;;) {
+      int64_t b = next.fetch_add(grain, std::memory_order_relaxed);
+      if (b >= n) break;
+      int64_t e = b + grain < n ? b + grain : n;
+      fn(ctx, b, e);
+    }
+  }
+
+  void worker_loop() {
+    t_in_task = true;
+    uint64_t seen = generation.load(std::memory_order_acquire);
+    for (;;) {
+      // Spin briefly for the next job, then sleep.
+      auto t0 = std::chrono::steady_clock::now();
+      int spins = 0;
+      while (generation.load(std::memory_order_acquire) == seen && !stop.load(std::memory_order_relaxed)) {
+        FATHOM_PAUSE();
+        if (++spins == 256) {
+          spins = 0;
+          if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(50)) {
+            std::unique_lock<std::mutex> lk(mu);
+            cv.wait(lk, [&] { return generation.load(std::memory_order_acquire) != seen || stop.load(); });
+            break;
+          }
+        }
+      }
+      if (stop.load()) return;
+      seen = generation.load(std::memory_order_acquire);
+      run_chunks();
+      active.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  void start(int threads) {
+    size = threads < 1 ? 1 : threads;
+    stop = false;
+    for (int i = 1; i < size; i++) workers.emplace_back([this] { worker_loop(); });
+  }
+
+  void shutdown() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    for (auto& w : workers) w.join();
+    workers.clear();
+  }
+
+  void run(int64_t n_, int64_t grain_, task_fn fn_, void* ctx_) {
+    std::lock_guard<std::mutex> call(call_mu);
+    fn = fn_; ctx = ctx_; n = n_; grain = grain_;
+    next.store(0, std::memory_order_relaxed);
+    active.store(static_cast<int>(workers.size()), std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      generation.fetch_add(1, std::memory_order_acq_rel);
+    }
+    cv.notify_all();
+    t_in_task = true;
+    run_chunks();
+    t_in_task = false;
+    int spins = 0;
+    while (active.load(std::memory_order_acquire) != 0) {
+      if (++spins < 4096) FATHOM_PAUSE(); else std::this_thread::yield();
+    }
+  }
+};
+
+Pool* g_pool = nullptr;
+std::mutex g_pool_mu;
+
+Pool* pool() {
+  std::lock_guard<std::mutex> lk(g_pool_mu);
+  if (!g_pool) {
+    g_pool = new Pool();
+    g_pool->start(default_threads());
+  }
+  return g_pool;
+}
+
+}  // namespace
+
+void parallel_for_raw(int64_t n, int64_t grain, task_fn fn, void* ctx) {
+  if (n <= 0) return;
+  Pool* p = pool();
+  if (grain <= 0) {
+    int64_t parts = 4 * static_cast<int64_t>(p->size);
+    grain = (n + parts - 1) / parts;
+  }
+  if (t_in_task || p->size == 1 || grain >= n) {
+    fn(ctx, 0, n);
+    return;
+  }
+  p->run(n, grain, fn, ctx);
+}
+
+int num_threads() { return pool()->size; }
+
+void set_num_threads(int n) {
+  Pool* p = pool();
+  std::lock_guard<std::mutex> call(p->call_mu);
+  p->shutdown();
+  p->start(n <= 0 ? default_threads() : (n > 256 ? 256 : n));
+}
+
+}  // namespace fathom
