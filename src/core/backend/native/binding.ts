@@ -125,12 +125,12 @@ function addonPath(): string | null {
   return null;
 }
 
-/** Loads the addon once; null (with the reason in nativeLoadError()) if it is missing or fails to load. */
+/** Loads the addon once (FATHOM_ADDON overrides its path); null (with the reason in nativeLoadError()) if it is missing or fails to load. */
 export function loadNative(): NativeBinding | null {
   if (cached) return cached.binding;
   if (process.env.FATHOM_BACKEND === "ref") { cached = { binding: null, error: "FATHOM_BACKEND=ref" }; return null; }
-  const p = addonPath();
-  if (!p) { cached = { binding: null, error: "build/Release/fathom.node not found (run npm run build:native)" }; return null; }
+  const p = process.env.FATHOM_ADDON || addonPath();
+  if (!p || !existsSync(p)) { cached = { binding: null, error: `${p ?? "build/Release/fathom.node"} not found (run npm run build:native)` }; return null; }
   try {
     const require = createRequire(import.meta.url);
     cached = { binding: require(p) as NativeBinding, error: null };

@@ -1,0 +1,67 @@
+// Tiled (flash-style) scaled-dot-product attention, fp32, forward and backward.
+//
+// Layouts (all contiguous): q [B,Hq,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv], out/dout [B,Hq,Tq,Dv],
+// lse [B,Hq,Tq]. Query head h reads kv head h / (Hq/Hkv). Scores s_ij = scale*q_i.k_j (+ additive mask);
+// causal: key j allowed only if j <= i + q_offset; boolean mask: nonzero = attend. Mask element (b,h,i,j) at
+// b*ms[0] + h*ms[1] + i*ms[2] + j*ms[3]. A query with no allowed key gets out = 0, lse = -inf, zero grads.
+//
+// Design: the driver (attention.cc, baseline code) tiles queries into blocks of ATTN_BQ rows and keys into
+// blocks of ATTN_BK = 64 columns, packs K/V tiles into padded scratch and calls per-ISA micro-kernels through
+// an AttnKernels table (scalar here, AVX2 / AVX-512 in native/arch/x86/*/attention_*.cc). Extra memory is
+// O(block * (D + Dv)) per task plus O(B*Hq*Tq) in the backward pass; never a Tq x Tk matrix.
+// The caller (bind/attention.cc) has validated every size; these functions trust their arguments.
+#pragma once
+#include <cstdint>
+
+namespace fathom {
+
+struct AttnArgs {
+  int64_t B, Hq, Hkv, Tq, Tk, D, Dv;
+  const float* q;
+  const float* k;
+  const float* v;
+  // forward: out (written), lse (written, may be null). backward: out and lse are read.
+  const float* out_in;
+  float* out;
+  float* lse;
+  const float* lse_in;
+  const float* dout;
+  float* dq;
+  float* dk;
+  float* dv;
+  float scale;
+  bool causal;
+  int64_t q_offset;
+  const float* mask_add;      // additive mask or null
+  const uint8_t* mask_bool;   // boolean mask or null (at most one of the two)
+  int64_t ms[4];
+};
+
+void attention_f32(const AttnArgs& a);
+void attention_backward_f32(const AttnArgs& a);
+
+// ---- micro-kernels (shared by the driver and the ISA translation units) -------------------------------
+// A "score tile" has ATTN_BK columns per row (row stride ATTN_BK). Packed row widths (xp) are multiples of 16.
+enum { ATTN_BK = 64, ATTN_PAD = 16 };
+
+struct AttnKernels {
+  // C[r][0..64) = scale * sum_d A[r*lda + d] * Bt[d*64 + c], r < nrows (Bt is a packed [K][64] tile).
+  void (*scores)(const float* A, int64_t lda, int nrows, int K, const float* Bt, float* C, float scale);
+  // C[r][0..xp) = (alpha ? alpha[r] : 1) * C[r][..] + sum_{t<n} A[r*asr + t*ast] * X[t*xp + ..], r < nrows.
+  void (*gemm_acc)(const float* A, int64_t asr, int64_t ast, int nrows, int n, const float* X, int64_t xp,
+                   float* C, const float* alpha);
+  // Online softmax over a score tile: per row m_new = max(m, rowmax), S = exp(S - m_new) (0 if m_new = -inf),
+  // alpha = exp(m - m_new) (1 if m_new = -inf), l = l*alpha + rowsum(S), m = m_new.
+  void (*softmax)(float* S, int nrows, float* m, float* l, float* alpha);
+  // S[r][..] = exp(S[r][..] - lse[r]) (0 if lse[r] = -inf).
+  void (*exp_rows)(float* S, int nrows, const float* lse);
+  // dP[r][..] = P[r][..] * (dP[r][..] - Di[r]).
+  void (*ds_rows)(const float* P, float* dP, int nrows, const float* Di);
+};
+
+#if !defined(FATHOM_NO_X86)
+extern const AttnKernels attn_kernels_avx512;
+extern const AttnKernels attn_kernels_avx2;
+#endif
+
+}  // namespace fathom

@@ -1,0 +1,94 @@
+// fp32 <-> bf16 / f16 casts (round to nearest even, NaN kept; bit-exact with common.h on every path) and
+// strided copies of 1/2/4/8-byte elements into a contiguous destination.
+#include <cstring>
+#include "common.h"
+#include "kernels/ops.h"
+#include "pool.h"
+
+namespace fathom {
+namespace ops_scalar {
+
+void f32_to_bf16(int64_t n, const float* x, uint16_t* y) { for (int64_t i = 0; i < n; i++) y[i] = fathom::f32_to_bf16(x[i]); }
+void bf16_to_f32(int64_t n, const uint16_t* x, float* y) { for (int64_t i = 0; i < n; i++) y[i] = fathom::bf16_to_f32(x[i]); }
+void f32_to_f16(int64_t n, const float* x, uint16_t* y) { for (int64_t i = 0; i < n; i++) y[i] = fathom::f32_to_f16(x[i]); }
+void f16_to_f32(int64_t n, const uint16_t* x, float* y) { for (int64_t i = 0; i < n; i++) y[i] = fathom::f16_to_f32(x[i]); }
+
+}  // namespace ops_scalar
+
+void cast_f32_to_bf16(int64_t n, const float* x, uint16_t* y) {
+  const OpsTable& T = ops_table();
+  parallel_for(n, ops_grain(n, 1), [&](int64_t b, int64_t e) { T.f32_to_bf16(e - b, x + b, y + b); });
+}
+void cast_bf16_to_f32(int64_t n, const uint16_t* x, float* y) {
+  const OpsTable& T = ops_table();
+  parallel_for(n, ops_grain(n, 1), [&](int64_t b, int64_t e) { T.bf16_to_f32(e - b, x + b, y + b); });
+}
+void cast_f32_to_f16(int64_t n, const float* x, uint16_t* y) {
+  const OpsTable& T = ops_table();
+  parallel_for(n, ops_grain(n, 1), [&](int64_t b, int64_t e) { T.f32_to_f16(e - b, x + b, y + b); });
+}
+void cast_f16_to_f32(int64_t n, const uint16_t* x, float* y) {
+  const OpsTable& T = ops_table();
+  parallel_for(n, ops_grain(n, 1), [&](int64_t b, int64_t e) { T.f16_to_f32(e - b, x + b, y + b); });
+}
+
+namespace {
+const int kMaxDims = 64;
+
+template <int EB>
+void gather(int64_t len, const uint8_t* src, int64_t stride, uint8_t* dst) {
+  if (stride == 1) { std::memcpy(dst, src, static_cast<size_t>(len) * EB); return; }
+  const int64_t sb = stride * EB;
+  for (int64_t i = 0; i < len; i++) std::memcpy(dst + i * EB, src + i * sb, EB);
+}
+}  // namespace
+
+void copy_strided(int elem_bytes, int ndim, const int64_t* shape, const uint8_t* src, int64_t offset,
+                  const int64_t* strides, uint8_t* dst) {
+  if (ndim > kMaxDims) return;  // rejected by the binding
+  int64_t sh[kMaxDims], st[kMaxDims];
+  int nd = 0;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] == 0) return;
+    if (shape[d] == 1) continue;
+    if (nd > 0 && st[nd - 1] == strides[d] * shape[d]) { sh[nd - 1] *= shape[d]; st[nd - 1] = strides[d]; }
+    else { sh[nd] = shape[d]; st[nd] = strides[d]; nd++; }
+  }
+  if (nd == 0) { sh[0] = 1; st[0] = 0; nd = 1; }
+  int64_t total = 1;
+  for (int d = 0; d < nd; d++) total *= sh[d];
+  const int64_t eb = elem_bytes, inner = sh[nd - 1], is = st[nd - 1];
+  const uint8_t* base = src + offset * eb;
+  auto row = [&](int64_t len, int64_t off, int64_t pos) {
+    const uint8_t* s = base + off * eb;
+    uint8_t* d = dst + pos * eb;
+    switch (elem_bytes) {
+      case 1: gather<1>(len, s, is, d); break;
+      case 2: gather<2>(len, s, is, d); break;
+      case 4: gather<4>(len, s, is, d); break;
+      default: gather<8>(len, s, is, d); break;
+    }
+  };
+  parallel_for(total, ops_grain(total, eb > 4 ? 2 : 1), [&](int64_t lo, int64_t hi) {
+    int64_t idx[kMaxDims];
+    int64_t off = 0, r = lo;
+    for (int d = nd - 1; d >= 0; d--) { idx[d] = r % sh[d]; r /= sh[d]; off += idx[d] * st[d]; }
+    int64_t pos = lo;
+    while (pos < hi) {
+      int64_t len = inner - idx[nd - 1];
+      if (len > hi - pos) len = hi - pos;
+      row(len, off, pos);
+      pos += len;
+      idx[nd - 1] += len; off += len * is;
+      if (idx[nd - 1] < inner) break;
+      idx[nd - 1] = 0; off -= inner * is;
+      for (int d = nd - 2; d >= 0; d--) {
+        idx[d]++; off += st[d];
+        if (idx[d] < sh[d]) break;
+        idx[d] = 0; off -= sh[d] * st[d];
+      }
+    }
+  });
+}
+
+}  // namespace fathom

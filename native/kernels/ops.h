@@ -1,0 +1,126 @@
+// Elementwise, reduction, norm, RoPE, SwiGLU, AdamW, cast and strided-copy kernels (fp32).
+//
+// Two layers:
+//  * fathom::*_f32 entry points (native/kernels/*.cc, baseline): split work over the thread pool and call
+//    single-threaded chunk functions through an OpsTable picked from current_isa() at each call.
+//  * OpsTable: one per code path. scalar_ops lives in the baseline kernels; avx2_ops / avx512_ops in the ISA
+//    folders (native/arch/x86/*/ops_*.cc, shared body native/arch/x86/ops_simd_impl.h).
+// This header is included by ISA translation units: plain declarations and POD structs only (plus one
+// template that only baseline files instantiate).
+#pragma once
+#include <cstdint>
+#include "pool.h"
+
+namespace fathom {
+
+enum UnaryOp { U_NEG = 0, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_SILU, U_GELU, U_GELU_TANH, U_TANH, U_SIGMOID, U_ABS,
+               U_SQUARE, U_RECIP, U_RELU, U_COUNT };
+enum BinaryOp { B_ADD = 0, B_SUB, B_MUL, B_DIV, B_MAX, B_MIN, B_POW, B_COUNT };
+enum ReduceOp { R_SUM = 0, R_MAX, R_MIN, R_COUNT };
+
+struct AdamCoef {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float decay;        // 1 - lr * weight_decay
+  float step_size;    // lr / (1 - beta1^step)
+  float sqrt_bc2;     // sqrt(1 - beta2^step)
+  float eps;
+};
+
+// Single-threaded chunk functions of one code path.
+struct OpsTable {
+  void (*unary)(int op, int64_t n, const float* x, float* y);
+  void (*unary_grad)(int op, int64_t n, const float* x, const float* dy, float* dx);
+  // out[i] = a[i*sa] op b[i*sb] with sa, sb in {0, 1} (not both 0); op != B_POW.
+  void (*binary_row)(int op, int64_t n, const float* a, int64_t sa, const float* b, int64_t sb, float* out);
+  double (*sum_row)(int64_t n, const float* x);                  // f64 accumulation
+  float (*minmax_row)(int is_max, int64_t n, const float* x);    // NaN if any NaN; n >= 1
+  // y[j] = reduce_k x[k*stride + j] for j < width; n >= 0 (sum 0, max -inf, min +inf when n = 0).
+  void (*reduce_cols)(int op, int64_t n, int64_t width, int64_t stride, const float* x, float* y);
+  void (*softmax_row)(int64_t n, const float* x, float* y, int log);
+  void (*softmax_bwd_row)(int64_t n, const float* y, const float* dy, float* dx, int log);
+  float (*rmsnorm_row)(int64_t n, const float* x, const float* w, float eps, float* y);  // returns rstd
+  // dx = rstd*g - x*rstd^3*mean(g*x) with g = dy*w; dwacc (may be null) += dy*x*rstd.
+  void (*rmsnorm_bwd_row)(int64_t n, const float* x, const float* w, float rstd, const float* dy, float* dx,
+                          float* dwacc);
+  // Rotates the first 2*half values of one row; c, s hold `half` values.
+  void (*rope_row)(int64_t half, const float* x, float* y, const float* c, const float* s, int interleaved,
+                   int inverse);
+  void (*swiglu)(int64_t n, const float* g, const float* u, float* out);
+  void (*swiglu_bwd)(int64_t n, const float* g, const float* u, const float* dout, float* dg, float* du);
+  void (*adamw)(int64_t n, float* p, const float* g, float* m, float* v, const AdamCoef* c);
+  void (*f32_to_bf16)(int64_t n, const float* x, uint16_t* y);
+  void (*bf16_to_f32)(int64_t n, const uint16_t* x, float* y);
+  void (*f32_to_f16)(int64_t n, const float* x, uint16_t* y);
+  void (*f16_to_f32)(int64_t n, const uint16_t* x, float* y);
+};
+
+extern const OpsTable scalar_ops;
+namespace ops_scalar {  // the scalar path's chunk functions (baseline kernels)
+void unary(int op, int64_t n, const float* x, float* y);
+void unary_grad(int op, int64_t n, const float* x, const float* dy, float* dx);
+void binary_row(int op, int64_t n, const float* a, int64_t sa, const float* b, int64_t sb, float* out);
+float binary_one(int op, float a, float b);  // any op, pow included
+double sum_row(int64_t n, const float* x);
+float minmax_row(int is_max, int64_t n, const float* x);
+void reduce_cols(int op, int64_t n, int64_t width, int64_t stride, const float* x, float* y);
+void softmax_row(int64_t n, const float* x, float* y, int log);
+void softmax_bwd_row(int64_t n, const float* y, const float* dy, float* dx, int log);
+float rmsnorm_row(int64_t n, const float* x, const float* w, float eps, float* y);
+void rmsnorm_bwd_row(int64_t n, const float* x, const float* w, float rstd, const float* dy, float* dx, float* dwacc);
+void rope_row(int64_t half, const float* x, float* y, const float* c, const float* s, int interleaved, int inverse);
+void swiglu(int64_t n, const float* g, const float* u, float* out);
+void swiglu_bwd(int64_t n, const float* g, const float* u, const float* dout, float* dg, float* du);
+void adamw(int64_t n, float* p, const float* g, float* m, float* v, const AdamCoef* c);
+void f32_to_bf16(int64_t n, const float* x, uint16_t* y);
+void bf16_to_f32(int64_t n, const uint16_t* x, float* y);
+void f32_to_f16(int64_t n, const float* x, uint16_t* y);
+void f16_to_f32(int64_t n, const uint16_t* x, float* y);
+}  // namespace ops_scalar
+#if !defined(FATHOM_NO_X86)
+extern const OpsTable avx2_ops;
+extern const OpsTable avx512_ops;
+#endif
+const OpsTable& ops_table();  // the table of current_isa()
+
+// ---- threaded entry points (all validation is done by the bind layer)
+void unary_f32(int op, int64_t n, const float* x, float* y);
+void unary_grad_f32(int op, int64_t n, const float* x, const float* dy, float* dx);
+// shape/strides have ndim entries (strides in elements, may be 0 or negative; all reachable offsets valid).
+void binary_f32(int op, int ndim, const int64_t* shape, const float* a, const int64_t* as, const float* b,
+                const int64_t* bs, float* out);
+void reduce_f32(int op, int64_t outer, int64_t n, int64_t inner, const float* x, float* y);
+void argmax_f32(int64_t outer, int64_t n, int64_t inner, const float* x, int32_t* idx);
+void softmax_f32(int64_t rows, int64_t n, const float* x, float* y, bool log);
+void softmax_backward_f32(int64_t rows, int64_t n, const float* y, const float* dy, float* dx, bool log);
+void rms_norm_f32(int64_t rows, int64_t n, const float* x, const float* w, float eps, float* y, float* rstd);
+void rms_norm_backward_f32(int64_t rows, int64_t n, const float* x, const float* w, const float* rstd,
+                           const float* dy, float* dx, float* dw);
+void rope_f32(int64_t rows, int64_t D, int64_t rot_dim, const float* x, float* y, const float* cos_t,
+              const float* sin_t, const int32_t* pos, bool interleaved, bool inverse);
+void swiglu_f32(int64_t n, const float* g, const float* u, float* out);
+void swiglu_backward_f32(int64_t n, const float* g, const float* u, const float* dout, float* dg, float* du);
+void adamw_f32(int64_t n, float* p, const float* g, float* m, float* v, double lr, double beta1, double beta2,
+               double eps, double weight_decay, int64_t step);
+void cast_f32_to_bf16(int64_t n, const float* x, uint16_t* y);
+void cast_bf16_to_f32(int64_t n, const uint16_t* x, float* y);
+void cast_f32_to_f16(int64_t n, const float* x, uint16_t* y);
+void cast_f16_to_f32(int64_t n, const uint16_t* x, float* y);
+// dst (contiguous) = src[(offset + Σ idx·strides) * elem_bytes], elem_bytes in {1, 2, 4, 8}.
+void copy_strided(int elem_bytes, int ndim, const int64_t* shape, const uint8_t* src, int64_t offset,
+                  const int64_t* strides, uint8_t* dst);
+
+// Minimum elements per thread chunk for streaming kernels; smaller ops run inline.
+static const int64_t kOpsGrain = 16384;
+
+// Chunk size for parallel_for over n items of `cost` elements each: at least kOpsGrain elements per chunk,
+// about four chunks per thread otherwise (a single chunk runs inline on the caller).
+static inline int64_t ops_grain(int64_t n, int64_t cost) {
+  if (cost < 1) cost = 1;
+  int64_t min_items = (kOpsGrain + cost - 1) / cost;
+  int64_t parts = 4 * static_cast<int64_t>(num_threads());
+  int64_t g = (n + parts - 1) / parts;
+  g = g < min_items ? min_items : g;
+  return (g + 15) & ~static_cast<int64_t>(15);
+}
+
+}  // namespace fathom

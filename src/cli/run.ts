@@ -1,0 +1,3 @@
+// Entry point used by bin/fathom.js.
+import { main } from "./main.js";
+void main();

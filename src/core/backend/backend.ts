@@ -1,0 +1,68 @@
+// The private interface every compute backend implements. Kernels take plain typed arrays (contiguous unless
+// strides are given) and dimensions; they know nothing of tensors or autograd. Float kernels accept Float64Array
+// (the reference backend's gradient-check precision) and Float32Array. Fused kernels are optional: without one,
+// the fused op runs its reference composition (src/core/fused/*.ts).
+import type { DType, TypedArray } from "../dtype.js";
+
+export type FArr = Float32Array | Float64Array;
+export type UnaryOp = "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "silu" | "gelu" | "geluTanh" | "tanh" | "sigmoid" | "abs" | "square" | "recip" | "relu";
+export type BinaryOp = "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow";
+export type ReduceOp = "sum" | "max" | "min";
+
+export interface GemmArgs {
+  batch: number; M: number; N: number; K: number;
+  /** f32/f64 arrays, or bf16 bit patterns (Uint16Array) when bf16 is true. */
+  A: FArr | Uint16Array; strideA: number; lda: number; transA: boolean;
+  B: FArr | Uint16Array; strideB: number; ldb: number; transB: boolean;
+  C: FArr; strideC: number; ldc: number;
+  alpha: number; beta: number;
+  bf16: boolean;
+}
+
+export interface AttentionArgs {
+  B: number; Hq: number; Hkv: number; Tq: number; Tk: number; D: number; Dv: number;
+  q: Float32Array; k: Float32Array; v: Float32Array; out: Float32Array; lse: Float32Array | null;
+  scale: number; causal: boolean; qOffset: number;
+  mask: Float32Array | Uint8Array | null; maskStrides: Int32Array | null;
+}
+
+export interface AdamWArgs {
+  lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number;
+}
+
+export interface Backend {
+  readonly name: "ref" | "native";
+  unary(op: UnaryOp, x: FArr, y: FArr): void;
+  /** dx = dy * f'(x). */
+  unaryGrad(op: UnaryOp, x: FArr, dy: FArr, dx: FArr): void;
+  /** out (contiguous, `shape`) = a op b; a and b are read at offset + Σ idx·stride. */
+  binary(op: BinaryOp, shape: readonly number[], a: FArr, aOff: number, aStrides: readonly number[],
+    b: FArr, bOff: number, bStrides: readonly number[], out: FArr): void;
+  /** x as [outer, n, inner] → y [outer, inner]. */
+  reduce(op: ReduceOp, outer: number, n: number, inner: number, x: FArr, y: FArr): void;
+  argmax(outer: number, n: number, inner: number, x: FArr, idx: Int32Array): void;
+  softmax(rows: number, n: number, x: FArr, y: FArr, log: boolean): void;
+  softmaxBackward(rows: number, n: number, y: FArr, dy: FArr, dx: FArr, log: boolean): void;
+  gemm(a: GemmArgs): void;
+  /** dst (contiguous) = src read through strides; any element type. */
+  copyStrided(shape: readonly number[], src: TypedArray, srcOff: number, srcStrides: readonly number[], dst: TypedArray): void;
+  /** y = x converted between dtypes (same element count, contiguous). */
+  cast(from: DType, x: TypedArray, to: DType, y: TypedArray): void;
+  /** One AdamW step in place on p, m, v. */
+  adamw(p: FArr, g: FArr, m: FArr, v: FArr, o: AdamWArgs): void;
+
+  // ---- optional: a right-hand side packed once for repeated GEMMs (weights); opaque to callers.
+  packB?(bf16: boolean, K: number, N: number, B: Float32Array | Uint16Array, ldb: number, transB: boolean): object;
+  gemmPacked?(M: number, A: Float32Array | Uint16Array, lda: number, packed: object, C: Float32Array): void;
+
+  // ---- optional fused kernels (f32); see src/core/fused/.
+  rmsNorm?(rows: number, n: number, x: Float32Array, w: Float32Array | null, eps: number, y: Float32Array, rstd: Float32Array): void;
+  rmsNormBackward?(rows: number, n: number, x: Float32Array, w: Float32Array | null, rstd: Float32Array, dy: Float32Array,
+    dx: Float32Array, dw: Float32Array | null): void;
+  rope?(rows: number, D: number, rotDim: number, x: Float32Array, y: Float32Array, cos: Float32Array, sin: Float32Array,
+    P: number, pos: Int32Array, interleaved: boolean, inverse: boolean): void;
+  swiglu?(gate: Float32Array, up: Float32Array, out: Float32Array): void;
+  swigluBackward?(gate: Float32Array, up: Float32Array, dout: Float32Array, dgate: Float32Array, dup: Float32Array): void;
+  attention?(a: AttentionArgs): void;
+  attentionBackward?(a: AttentionArgs & { lse: Float32Array; dout: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array }): void;
+}

@@ -1,0 +1,77 @@
+// Scaled-dot-product attention. q [B, Hq, Tq, D], k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv] → [B, Hq, Tq, Dv].
+// Grouped-query heads (Hq a multiple of Hkv), causal masking with a query offset (query i sees keys
+// j ≤ i + qOffset; by default qOffset = Tk − Tq, as with a KV cache), and an additive (float) or boolean
+// (true = attend) mask broadcastable to [B, Hq, Tq, Tk]. A query that sees no key outputs 0.
+// The native kernel is tiled (memory O(T·block)); the reference builds the full score matrix.
+import { DTypeError, ShapeError, fmtShape } from "../errors.js";
+import { isHalf, isFloat } from "../dtype.js";
+import { broadcastShapes, broadcastStrides } from "../shape.js";
+import { Tensor } from "../tensor.js";
+import { record } from "../autograd.js";
+import { getBackend } from "../backend/index.js";
+import { add, cast, compare, mul, scalarTensor, where } from "../ops/elementwise.js";
+import { max, softmax } from "../ops/reduce.js";
+import { expand, reshape, transpose, unsqueeze } from "../ops/movement.js";
+import { matmul } from "../ops/linalg.js";
+import { arange } from "../ops/create.js";
+
+export interface SdpaOptions { causal?: boolean; mask?: Tensor | null; scale?: number; qOffset?: number }
+
+function dims(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions) {
+  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) throw new ShapeError("sdpa", `q, k, v must be 4-D [B, H, T, D], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`);
+  const [B, Hq, Tq, D] = q.shape, [, Hkv, Tk] = k.shape, Dv = v.shape[3];
+  if (k.shape[0] !== B || v.shape[0] !== B || k.shape[3] !== D || v.shape[1] !== Hkv || v.shape[2] !== Tk || Hkv === 0 || Hq % Hkv !== 0)
+    throw new ShapeError("sdpa", `incompatible q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)} (need k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv], Hq % Hkv = 0)`);
+  const qOffset = o.qOffset ?? Math.max(Tk - Tq, 0);
+  if (!Number.isInteger(qOffset) || qOffset < 0) throw new ShapeError("sdpa", `qOffset must be an integer ≥ 0, got ${qOffset}`);
+  const scale = o.scale ?? 1 / Math.sqrt(D);
+  const full = [B, Hq, Tq, Tk];
+  if (o.mask) {
+    if (o.mask.dtype !== "bool" && !isFloat(o.mask.dtype)) throw new DTypeError("sdpa", `mask must be bool or float, got ${o.mask.dtype}`);
+    const s = broadcastShapes(o.mask.shape, full, "sdpa");
+    if (s.some((d, i) => d !== full[i])) throw new ShapeError("sdpa", `mask ${fmtShape(o.mask.shape)} does not broadcast to ${fmtShape(full)}`);
+  }
+  return { B, Hq, Hkv, Tq, Tk, D, Dv, qOffset, scale, full };
+}
+
+export function sdpaReference(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions = {}): Tensor {
+  const { B, Hq, Hkv, Tq, Tk, D, Dv, qOffset, scale } = dims(q, k, v, o);
+  const g = Hq / Hkv;
+  const rep = (t: Tensor, d: number) => (g === 1 ? t : reshape(expand(unsqueeze(t, 2), [B, Hkv, g, Tk, d]), [B, Hq, Tk, d]));
+  let s = mul(matmul(q, transpose(rep(k, D), -2, -1)), scale);                     // (B, Hq, Tq, Tk)
+  let allowed: Tensor | null = null;
+  if (o.causal) {
+    const qi = reshape(arange(qOffset, qOffset + Tq), [Tq, 1]), kj = reshape(arange(0, Tk), [1, Tk]);
+    allowed = compare(kj, qi, "le");                                               // j ≤ i + qOffset
+  }
+  if (o.mask && o.mask.dtype === "bool") allowed = allowed ? where(o.mask, allowed, scalarTensor(0, "bool")) : o.mask;
+  if (o.mask && o.mask.dtype !== "bool") s = add(s, cast(o.mask, s.dtype));
+  if (allowed) s = where(allowed, s, -Infinity);
+  // Rows with no finite score attend to nothing: output 0 (softmax alone would give NaN).
+  const live = compare(max(s.detach(), -1, true), -Infinity, "gt");
+  const p = where(live, softmax(where(live, s, 0), -1), 0);
+  return matmul(p, rep(v, Dv));
+}
+
+export function sdpa(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions = {}): Tensor {
+  const d = dims(q, k, v, o);
+  if (isHalf(q.dtype)) return cast(sdpa(cast(q, "f32"), cast(k, "f32"), cast(v, "f32"), o), q.dtype);
+  const be = getBackend();
+  if (!be.attention || q.dtype !== "f32" || k.dtype !== "f32" || v.dtype !== "f32") return sdpaReference(q, k, v, o);
+  const { B, Hq, Hkv, Tq, Tk, D, Dv, qOffset, scale, full } = d;
+  let mask: Float32Array | Uint8Array | null = null, maskStrides: Int32Array | null = null;
+  if (o.mask) {
+    const m = o.mask.dtype === "bool" || o.mask.dtype === "f32" ? o.mask : cast(o.mask, "f32");
+    mask = m.data.subarray(m.offset) as Float32Array | Uint8Array;
+    maskStrides = Int32Array.from(broadcastStrides(m.shape, m.strides, full));
+  }
+  const qb = q.buffer() as Float32Array, kb = k.buffer() as Float32Array, vb = v.buffer() as Float32Array;
+  const out = new Float32Array(B * Hq * Tq * Dv), lse = new Float32Array(B * Hq * Tq);
+  const args = { B, Hq, Hkv, Tq, Tk, D, Dv, q: qb, k: kb, v: vb, out, lse, scale, causal: !!o.causal, qOffset, mask, maskStrides };
+  be.attention(args);
+  return record(new Tensor(out, "f32", [B, Hq, Tq, Dv]), "sdpa", [q, k, v], (g) => {
+    const dq = new Float32Array(qb.length), dk = new Float32Array(kb.length), dv = new Float32Array(vb.length);
+    be.attentionBackward!({ ...args, dout: g.buffer() as Float32Array, dq, dk, dv });
+    return [new Tensor(dq, "f32", q.shape), new Tensor(dk, "f32", k.shape), new Tensor(dv, "f32", v.shape)];
+  });
+}

@@ -1,0 +1,28 @@
+// Fathom's public API. Only the names exported here are available to users.
+
+// Tensors and creation
+export { Tensor } from "./core/tensor.js";
+export type { DType, FloatDType, BlockDType } from "./core/dtype.js";
+export { tensor, zeros, ones, full, zerosLike, onesLike, arange, randn, rand, randint, manualSeed, Generator } from "./core/ops/create.js";
+
+// Ops (also available as Tensor methods)
+export { add, sub, mul, div, pow, maximum, minimum, where, maskedFill, cast } from "./core/ops/elementwise.js";
+export { sum, mean, max, min, argmax, logsumexp, softmax, logSoftmax, topk } from "./core/ops/reduce.js";
+export { concat, split, reshape, permute, transpose, slice, expand, squeeze, unsqueeze, contiguous } from "./core/ops/movement.js";
+export { indexSelect, indexAdd, gather, scatterAdd, embedding } from "./core/ops/index_ops.js";
+export { matmul, packWeight, matmulPacked, PackedWeight } from "./core/ops/linalg.js";
+export { crossEntropy } from "./core/ops/loss.js";
+
+// Fused ops and their references
+export { rmsNorm, rmsNormReference } from "./core/fused/rms_norm.js";
+export { rope, ropeReference } from "./core/fused/rope.js";
+export { swiglu, swigluReference } from "./core/fused/swiglu.js";
+export { sdpa, sdpaReference } from "./core/fused/sdpa.js";
+
+// Autograd and backends
+export { noGrad, isGradEnabled } from "./core/autograd.js";
+export { getBackend, setBackend, withBackend, nativeAvailable } from "./core/backend/index.js";
+export { FathomError, ShapeError, DTypeError, GradError } from "./core/errors.js";
+
+// Training
+export { AdamW } from "./train/optim/adamw.js";
