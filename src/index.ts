@@ -22,7 +22,7 @@ export { sdpa, sdpaReference } from "./core/fused/sdpa.js";
 // Autograd and backends
 export { noGrad, isGradEnabled } from "./core/autograd.js";
 export { getBackend, setBackend, withBackend, nativeAvailable } from "./core/backend/index.js";
-export { FathomError, ShapeError, DTypeError, GradError } from "./core/errors.js";
+export { FathomError, ShapeError, DTypeError, GradError, FormatError } from "./core/errors.js";
 
 // Training
 export { AdamW } from "./train/optim/adamw.js";

@@ -15,6 +15,8 @@ export class FathomError extends Error {
 export class ShapeError extends FathomError {}
 /** A dtype the op does not accept, or two that do not mix. */
 export class DTypeError extends FathomError {}
+/** A file that is not what it claims: truncated, inconsistent, or out of bounds (names the file and field). */
+export class FormatError extends FathomError {}
 /** Autograd misuse: backward on a freed graph, a non-scalar without a gradient, ... */
 export class GradError extends FathomError {}
 
