@@ -35,6 +35,28 @@ void scores_scalar(const float* A, int64_t lda, int nrows, int K, const float* B
   }
 }
 
+void scores_direct_scalar(const float* A, int64_t lda, int nrows, int K, const float* Kr, int64_t ldk, int nk,
+                          float* C, float scale) {
+  for (int r = 0; r < nrows; r++) {
+    const float* a = A + r * lda;
+    for (int j = 0; j < nk; j++) {
+      const float* k = Kr + j * ldk;
+      float acc = 0.f;
+      for (int d = 0; d < K; d++) acc += a[d] * k[d];
+      C[r * BK + j] = acc * scale;
+    }
+    for (int j = nk; j < BK; j++) C[r * BK + j] = 0.f;
+  }
+}
+
+void pack_t_scalar(const float* src, int64_t ld, int nk, int64_t D, float* Kt) {
+  for (int64_t d = 0; d < D; d++) {
+    float* dst = Kt + d * BK;
+    for (int j = 0; j < nk; j++) dst[j] = src[j * ld + d];
+    for (int j = nk; j < BK; j++) dst[j] = 0.f;
+  }
+}
+
 void gemm_acc_scalar(const float* A, int64_t asr, int64_t ast, int nrows, int n, const float* X, int64_t xp,
                      float* C, const float* alpha) {
   for (int r = 0; r < nrows; r++) {
@@ -93,7 +115,7 @@ void ds_rows_scalar(const float* P, float* dP, int nrows, const float* Di) {
     for (int c = 0; c < BK; c++) dP[r * BK + c] = P[r * BK + c] * (dP[r * BK + c] - Di[r]);
 }
 
-const AttnKernels attn_kernels_scalar = {scores_scalar, gemm_acc_scalar, softmax_scalar, exp_rows_scalar,
+const AttnKernels attn_kernels_scalar = {scores_scalar, scores_direct_scalar, pack_t_scalar, gemm_acc_scalar, softmax_scalar, exp_rows_scalar,
                                          ds_rows_scalar};
 
 const AttnKernels& kernels() {
@@ -130,15 +152,6 @@ struct Scratch {
 
 // ---- packing -----------------------------------------------------------------------------------------------
 
-// Kt[d*64 + j] = src[j*D + d] for j < nk; columns nk..63 zero.
-void pack_t(const float* src, int64_t D, int nk, float* Kt) {
-  for (int64_t d = 0; d < D; d++) {
-    float* dst = Kt + d * BK;
-    for (int j = 0; j < nk; j++) dst[j] = src[j * D + d];
-    for (int j = nk; j < BK; j++) dst[j] = 0.f;
-  }
-}
-
 // dst[j*xp + d] = src[j*D + d] for j < n, d < D; columns D..xp-1 zero.
 void pack_rows(const float* src, int64_t D, int n, int64_t xp, float* dst) {
   for (int j = 0; j < n; j++) {
@@ -147,19 +160,50 @@ void pack_rows(const float* src, int64_t D, int n, int64_t xp, float* dst) {
   }
 }
 
-// Applies causal limits, the mask and the key-block tail to a score tile of nq rows (query rows i0..),
-// key columns kb0..kb0+nk-1; columns >= nk become -inf.
-void mask_tile(const AttnArgs& a, float* S, int nq, int64_t b, int64_t h, int64_t i0, int64_t kb0, int nk) {
-  for (int r = 0; r < nq; r++) {
+// ---- forward ----------------------------------------------------------------------------------------------
+
+// Query rows of one kv head are processed together: for GQA the `group` query heads sharing a kv head are
+// interleaved (row r of the head's block -> query i = r / group, head g = r % group), so one packed K/V tile
+// serves every head of the group and causal skipping still sees a narrow range of i.
+struct RowBlock {
+  int n;                    // rows in the block
+  int64_t idx[BQ];          // global row: (b*Hq + h)*Tq + i
+  int64_t i[BQ];            // query position
+  int64_t h[BQ];            // query head
+  bool contiguous;          // idx[r] = idx[0] + r
+};
+
+void make_rows(const AttnArgs& a, int64_t b, int64_t kvh, int64_t group, int64_t r0, int n, RowBlock& rb) {
+  rb.n = n;
+  for (int r = 0; r < n; r++) {
+    const int64_t rr = r0 + r, i = rr / group, h = kvh * group + rr % group;
+    rb.i[r] = i;
+    rb.h[r] = h;
+    rb.idx[r] = (b * a.Hq + h) * a.Tq + i;
+  }
+  rb.contiguous = group == 1;
+}
+
+// Rows of src (row length len) for the block: a direct pointer when contiguous, else packed into buf.
+const float* gather_rows(const RowBlock& rb, const float* src, int64_t len, float* buf) {
+  if (rb.contiguous) return src + rb.idx[0] * len;
+  for (int r = 0; r < rb.n; r++) std::memcpy(buf + r * len, src + rb.idx[r] * len, static_cast<size_t>(len) * sizeof(float));
+  return buf;
+}
+
+// Applies causal limits, the mask and the key-block tail to a score tile (rows of rb), key columns
+// kb0..kb0+nk-1; columns >= nk become -inf.
+void mask_tile(const AttnArgs& a, float* S, const RowBlock& rb, int64_t b, int64_t kb0, int nk) {
+  for (int r = 0; r < rb.n; r++) {
     float* s = S + r * BK;
-    const int64_t i = i0 + r;
+    const int64_t i = rb.i[r];
     int jlim = nk;
     if (a.causal) {
       int64_t lim = i + a.q_offset - kb0 + 1;  // allowed columns j < lim
       if (lim < jlim) jlim = lim < 0 ? 0 : static_cast<int>(lim);
     }
     if (a.mask_add || a.mask_bool) {
-      const int64_t base = b * a.ms[0] + h * a.ms[1] + i * a.ms[2] + kb0 * a.ms[3];
+      const int64_t base = b * a.ms[0] + rb.h[r] * a.ms[1] + i * a.ms[2] + kb0 * a.ms[3];
       const int64_t ms3 = a.ms[3];
       if (a.mask_add) {
         const float* mk = a.mask_add + base;
@@ -174,62 +218,79 @@ void mask_tile(const AttnArgs& a, float* S, int nq, int64_t b, int64_t h, int64_
   }
 }
 
-// Number of keys (from 0) any of query rows i0..i0+nq-1 may see.
-int64_t key_end(const AttnArgs& a, int64_t i0, int64_t nq) {
+// Number of keys (from 0) any row of the block may see (rows are ordered by i).
+int64_t key_end(const AttnArgs& a, const RowBlock& rb) {
   if (!a.causal) return a.Tk;
-  int64_t e = i0 + nq - 1 + a.q_offset + 1;
+  int64_t e = rb.i[rb.n - 1] + a.q_offset + 1;
   return e < a.Tk ? e : a.Tk;
+}
+
+// At most this many rows: scores straight from row-major keys instead of a transposed tile.
+constexpr int DIRECT_ROWS = 8;
+
+// S = scale * A . K_tile^T for rows of A (lda = K), keys kp[0..nk) (row length K); Kt is scratch [K][64].
+void tile_scores(const AttnKernels& KN, const float* A, int nrows, int64_t K, const float* kp, int nk, float* Kt,
+                 float* S, float scale) {
+  if (nrows <= DIRECT_ROWS) {
+    KN.scores_direct(A, K, nrows, static_cast<int>(K), kp, K, nk, S, scale);
+  } else {
+    KN.pack_t(kp, K, nk, K, Kt);
+    KN.scores(A, K, nrows, static_cast<int>(K), Kt, S, scale);
+  }
 }
 
 }  // namespace
 
-// ---- forward -------------------------------------------------------------------------------------------------
-
 static bool attention_forward_impl(const AttnArgs& a) {
   const AttnKernels& K = kernels();
   const int64_t D = a.D, Dv = a.Dv, dvp = pad16(Dv);
+  const bool vdirect = Dv == dvp;
   const int64_t group = a.Hq / a.Hkv;
-  const int64_t nqb = (a.Tq + BQ - 1) / BQ;
-  const int64_t ntasks = a.B * a.Hq * nqb;
+  const int64_t R = group * a.Tq;  // rows per kv head
+  const int64_t nrb = (R + BQ - 1) / BQ;
+  const int64_t ntasks = a.B * a.Hkv * nrb;
   std::atomic<bool> failed{false};
   parallel_for(ntasks, 1, [&](int64_t t0, int64_t t1) {
-    Scratch sc(BK * D + BK * dvp + BQ * BK + BQ * dvp + 3 * BQ);
-    if (!sc.base) { failed = true; return; }
+    Scratch sc(BK * D + BQ * D + (vdirect ? 0 : BK * dvp) + BQ * BK + BQ * dvp + 3 * BQ);
+    RowBlock* rb = new (std::nothrow) RowBlock;
+    if (!sc.base || !rb) { delete rb; failed = true; return; }
     float* Kt = sc.take(BK * D);
-    float* Vp = sc.take(BK * dvp);
+    float* Qp = sc.take(BQ * D);
+    float* Vp = vdirect ? nullptr : sc.take(BK * dvp);
     float* S = sc.take(BQ * BK);
     float* O = sc.take(BQ * dvp);
     float* m = sc.take(BQ);
     float* l = sc.take(BQ);
     float* alpha = sc.take(BQ);
     for (int64_t t = t0; t < t1; t++) {
-      const int64_t qb = t % nqb, bh = t / nqb, h = bh % a.Hq, b = bh / a.Hq;
-      const int64_t i0 = qb * BQ;
-      const int nq = static_cast<int>(a.Tq - i0 < BQ ? a.Tq - i0 : BQ);
-      const int64_t kvh = b * a.Hkv + h / group;
-      const float* qp = a.q + (bh * a.Tq + i0) * D;
-      const float* kp = a.k + kvh * a.Tk * D;
-      const float* vp = a.v + kvh * a.Tk * Dv;
+      const int64_t blk = t % nrb, bkv = t / nrb, kvh = bkv % a.Hkv, b = bkv / a.Hkv;
+      const int64_t r0 = blk * BQ;
+      const int nq = static_cast<int>(R - r0 < BQ ? R - r0 : BQ);
+      make_rows(a, b, kvh, group, r0, nq, *rb);
+      const float* qp = gather_rows(*rb, a.q, D, Qp);
+      const float* kp = a.k + bkv * a.Tk * D;
+      const float* vp = a.v + bkv * a.Tk * Dv;
       for (int r = 0; r < nq; r++) { m[r] = NEG_INF; l[r] = 0.f; }
       std::memset(O, 0, sizeof(float) * nq * dvp);
-      const int64_t kend = key_end(a, i0, nq);
+      const int64_t kend = key_end(a, *rb);
       for (int64_t kb0 = 0; kb0 < kend; kb0 += BK) {
         const int nk = static_cast<int>(kend - kb0 < BK ? kend - kb0 : BK);
-        pack_t(kp + kb0 * D, D, nk, Kt);
-        pack_rows(vp + kb0 * Dv, Dv, nk, dvp, Vp);
-        K.scores(qp, D, nq, static_cast<int>(D), Kt, S, a.scale);
-        mask_tile(a, S, nq, b, h, i0, kb0, nk);
+        tile_scores(K, qp, nq, D, kp + kb0 * D, nk, Kt, S, a.scale);
+        mask_tile(a, S, *rb, b, kb0, nk);
         K.softmax(S, nq, m, l, alpha);
-        K.gemm_acc(S, BK, 1, nq, nk, Vp, dvp, O, alpha);
+        const float* X = vp + kb0 * Dv;
+        if (!vdirect) { pack_rows(X, Dv, nk, dvp, Vp); X = Vp; }
+        K.gemm_acc(S, BK, 1, nq, nk, X, dvp, O, alpha);
       }
-      float* op = a.out + (bh * a.Tq + i0) * Dv;
       for (int r = 0; r < nq; r++) {
         const bool empty = !(l[r] > 0.f);
         const float inv = empty ? 0.f : 1.f / l[r];
-        for (int64_t x = 0; x < Dv; x++) op[r * Dv + x] = O[r * dvp + x] * inv;
-        if (a.lse) a.lse[bh * a.Tq + i0 + r] = empty ? NEG_INF : m[r] + std::log(l[r]);
+        float* op = a.out + rb->idx[r] * Dv;
+        for (int64_t x = 0; x < Dv; x++) op[x] = O[r * dvp + x] * inv;
+        if (a.lse) a.lse[rb->idx[r]] = empty ? NEG_INF : m[r] + std::log(l[r]);
       }
     }
+    delete rb;
   });
   return !failed;
 }
@@ -239,6 +300,7 @@ static bool attention_forward_impl(const AttnArgs& a) {
 static bool attention_backward_impl(const AttnArgs& a) {
   const AttnKernels& K = kernels();
   const int64_t D = a.D, Dv = a.Dv, dp = pad16(D), dvp = pad16(Dv);
+  const bool qdirect = D == dp, vdirect = Dv == dvp;
   const int64_t group = a.Hq / a.Hkv;
   const int64_t rows = a.B * a.Hq * a.Tq;
   std::atomic<bool> failed{false};
@@ -260,12 +322,19 @@ static bool attention_backward_impl(const AttnArgs& a) {
     });
   }
 
-  // Pass 1: dk, dv. One task per (b, kv head, key block) owns those rows; it walks every query head of the
-  // group and every query block in a fixed order (deterministic, no races).
+  // Pass 1: dk, dv (and dq when fused). A task owns (b, kv head, key block) -- or, fused, a whole (b, kv head)
+  // with its key blocks in order -- and walks every query head of the group and every query block in a fixed
+  // order: each output element has one writer and a fixed summation order (deterministic, no races).
+  // Fused mode also accumulates dq (one writer: the task owns all query heads of its kv head) and skips the
+  // recomputation of pass 2; it is used when there are enough (b, kv head) pairs to keep the threads busy.
   const int64_t nkb = (a.Tk + BK - 1) / BK;
-  parallel_for(a.B * a.Hkv * nkb, 1, [&](int64_t t0, int64_t t1) {
-    Scratch sc(BK * D + BK * Dv + 2 * BQ * BK + BQ * dp + BQ * dvp + BK * dp + BK * dvp);
-    if (!sc.base) { failed = true; return; }
+  const bool fused = a.B * a.Hkv >= 2 * static_cast<int64_t>(num_threads());
+  const bool dq_in_place = qdirect;  // accumulate straight into dq (row stride D == dp)
+  parallel_for(fused ? a.B * a.Hkv : a.B * a.Hkv * nkb, 1, [&](int64_t t0, int64_t t1) {
+    const int64_t dq_scratch = fused && !dq_in_place ? group * a.Tq * dp : 0;
+    Scratch sc(BK * D + BK * Dv + 2 * BQ * BK + BQ * dp + BQ * dvp + BK * dp + BK * dvp + BK * dp + dq_scratch);
+    RowBlock* rb = new (std::nothrow) RowBlock;
+    if (!sc.base || !rb) { delete rb; failed = true; return; }
     float* Kt = sc.take(BK * D);
     float* Vt = sc.take(BK * Dv);
     float* S = sc.take(BQ * BK);
@@ -274,79 +343,119 @@ static bool attention_backward_impl(const AttnArgs& a) {
     float* dOp = sc.take(BQ * dvp);
     float* dK = sc.take(BK * dp);
     float* dV = sc.take(BK * dvp);
+    float* Kp = sc.take(BK * dp);
+    float* dQs = dq_scratch ? sc.take(dq_scratch) : nullptr;
     for (int64_t t = t0; t < t1; t++) {
-      const int64_t kb = t % nkb, bkv = t / nkb, kvh = bkv % a.Hkv, b = bkv / a.Hkv;
-      const int64_t kb0 = kb * BK;
-      const int nk = static_cast<int>(a.Tk - kb0 < BK ? a.Tk - kb0 : BK);
-      pack_t(a.k + (bkv * a.Tk + kb0) * D, D, nk, Kt);
-      pack_t(a.v + (bkv * a.Tk + kb0) * Dv, Dv, nk, Vt);
-      std::memset(dK, 0, sizeof(float) * BK * dp);
-      std::memset(dV, 0, sizeof(float) * BK * dvp);
-      int64_t istart = 0;
-      if (a.causal && kb0 - a.q_offset > 0) istart = kb0 - a.q_offset;
-      for (int64_t g = 0; g < group; g++) {
-        const int64_t h = kvh * group + g, bh = b * a.Hq + h;
-        for (int64_t i0 = istart; i0 < a.Tq; i0 += BQ) {
-          const int nq = static_cast<int>(a.Tq - i0 < BQ ? a.Tq - i0 : BQ);
-          const float* qp = a.q + (bh * a.Tq + i0) * D;
-          const float* gp = a.dout + (bh * a.Tq + i0) * Dv;
-          K.scores(qp, D, nq, static_cast<int>(D), Kt, S, a.scale);
-          mask_tile(a, S, nq, b, h, i0, kb0, nk);
-          K.exp_rows(S, nq, a.lse_in + bh * a.Tq + i0);
-          K.scores(gp, Dv, nq, static_cast<int>(Dv), Vt, dP, 1.f);
-          K.ds_rows(S, dP, nq, Di + bh * a.Tq + i0);
-          pack_rows(gp, Dv, nq, dvp, dOp);
-          pack_rows(qp, D, nq, dp, Qp);
-          K.gemm_acc(S, 1, BK, nk, nq, dOp, dvp, dV, nullptr);   // dV[j] += sum_i P[i][j] dO[i]
-          K.gemm_acc(dP, 1, BK, nk, nq, Qp, dp, dK, nullptr);    // dK[j] += sum_i dS[i][j] Q[i]
+      const int64_t kb_begin = fused ? 0 : t % nkb, kb_end = fused ? nkb : kb_begin + 1;
+      const int64_t bkv = fused ? t : t / nkb, kvh = bkv % a.Hkv, b = bkv / a.Hkv;
+      // dq rows of the group's heads: [group][Tq][dp]
+      float* dQ = nullptr;
+      if (fused) {
+        dQ = dq_in_place ? a.dq + (b * a.Hq + kvh * group) * a.Tq * D : dQs;
+        std::memset(dQ, 0, sizeof(float) * group * a.Tq * dp);
+      }
+      for (int64_t kb = kb_begin; kb < kb_end; kb++) {
+        const int64_t kb0 = kb * BK;
+        const int nk = static_cast<int>(a.Tk - kb0 < BK ? a.Tk - kb0 : BK);
+        const float* kp = a.k + (bkv * a.Tk + kb0) * D;
+        K.pack_t(kp, D, nk, D, Kt);
+        K.pack_t(a.v + (bkv * a.Tk + kb0) * Dv, Dv, nk, Dv, Vt);
+        const float* Xk = kp;
+        if (fused && !qdirect) { pack_rows(kp, D, nk, dp, Kp); Xk = Kp; }
+        std::memset(dK, 0, sizeof(float) * BK * dp);
+        std::memset(dV, 0, sizeof(float) * BK * dvp);
+        int64_t istart = 0;
+        if (a.causal && kb0 - a.q_offset > 0) istart = kb0 - a.q_offset;
+        for (int64_t g = 0; g < group; g++) {
+          const int64_t h = kvh * group + g, bh = b * a.Hq + h;
+          for (int64_t i0 = istart; i0 < a.Tq; i0 += BQ) {
+            const int nq = static_cast<int>(a.Tq - i0 < BQ ? a.Tq - i0 : BQ);
+            rb->n = nq;
+            rb->contiguous = true;
+            for (int r = 0; r < nq; r++) { rb->i[r] = i0 + r; rb->h[r] = h; rb->idx[r] = bh * a.Tq + i0 + r; }
+            const float* qp = a.q + (bh * a.Tq + i0) * D;
+            const float* gp = a.dout + (bh * a.Tq + i0) * Dv;
+            K.scores(qp, D, nq, static_cast<int>(D), Kt, S, a.scale);
+            mask_tile(a, S, *rb, b, kb0, nk);
+            K.exp_rows(S, nq, a.lse_in + bh * a.Tq + i0);
+            K.scores(gp, Dv, nq, static_cast<int>(Dv), Vt, dP, 1.f);
+            K.ds_rows(S, dP, nq, Di + bh * a.Tq + i0);
+            const float* Xg = gp;
+            if (!vdirect) { pack_rows(gp, Dv, nq, dvp, dOp); Xg = dOp; }
+            const float* Xq = qp;
+            if (!qdirect) { pack_rows(qp, D, nq, dp, Qp); Xq = Qp; }
+            K.gemm_acc(S, 1, BK, nk, nq, Xg, dvp, dV, nullptr);   // dV[j] += sum_i P[i][j] dO[i]
+            K.gemm_acc(dP, 1, BK, nk, nq, Xq, dp, dK, nullptr);   // dK[j] += sum_i dS[i][j] Q[i]
+            if (dQ) K.gemm_acc(dP, BK, 1, nq, nk, Xk, dp, dQ + (g * a.Tq + i0) * dp, nullptr);  // dQ[i] += dS[i][j] K[j]
+          }
+        }
+        float* dkp = a.dk + (bkv * a.Tk + kb0) * D;
+        float* dvp_out = a.dv + (bkv * a.Tk + kb0) * Dv;
+        for (int j = 0; j < nk; j++) {
+          for (int64_t x = 0; x < D; x++) dkp[j * D + x] = dK[j * dp + x] * a.scale;
+          for (int64_t x = 0; x < Dv; x++) dvp_out[j * Dv + x] = dV[j * dvp + x];
         }
       }
-      float* dkp = a.dk + (bkv * a.Tk + kb0) * D;
-      float* dvp_out = a.dv + (bkv * a.Tk + kb0) * Dv;
-      for (int j = 0; j < nk; j++) {
-        for (int64_t x = 0; x < D; x++) dkp[j * D + x] = dK[j * dp + x] * a.scale;
-        for (int64_t x = 0; x < Dv; x++) dvp_out[j * Dv + x] = dV[j * dvp + x];
+      if (fused) {
+        float* dqp = a.dq + (b * a.Hq + kvh * group) * a.Tq * D;
+        const int64_t n = group * a.Tq;
+        for (int64_t r = 0; r < n; r++)
+          for (int64_t x = 0; x < D; x++) dqp[r * D + x] = dQ[r * dp + x] * a.scale;
       }
     }
+    delete rb;
   });
+  if (fused) {
+    std::free(Di);
+    return !failed;
+  }
 
-  // Pass 2: dq. One task per (b, query head, query block), walking key blocks in order.
-  const int64_t nqb = (a.Tq + BQ - 1) / BQ;
-  parallel_for(a.B * a.Hq * nqb, 1, [&](int64_t t0, int64_t t1) {
-    Scratch sc(BK * D + BK * Dv + BK * dp + 2 * BQ * BK + BQ * dp);
-    if (!sc.base) { failed = true; return; }
+  // Pass 2: dq. One task per (b, kv head, row block) (rows of the group's heads interleaved as in the
+  // forward pass), walking key blocks in order.
+  const int64_t R = group * a.Tq;
+  const int64_t nrb = (R + BQ - 1) / BQ;
+  parallel_for(a.B * a.Hkv * nrb, 1, [&](int64_t t0, int64_t t1) {
+    Scratch sc(BK * D + BK * Dv + BK * dp + 2 * BQ * BK + BQ * dp + BQ * D + BQ * Dv + 2 * BQ);
+    RowBlock* rb = new (std::nothrow) RowBlock;
+    if (!sc.base || !rb) { delete rb; failed = true; return; }
     float* Kt = sc.take(BK * D);
     float* Vt = sc.take(BK * Dv);
     float* Kp = sc.take(BK * dp);
     float* S = sc.take(BQ * BK);
     float* dP = sc.take(BQ * BK);
     float* dQ = sc.take(BQ * dp);
+    float* Qp = sc.take(BQ * D);
+    float* Gp = sc.take(BQ * Dv);
+    float* lse_r = sc.take(BQ);
+    float* Di_r = sc.take(BQ);
     for (int64_t t = t0; t < t1; t++) {
-      const int64_t qb = t % nqb, bh = t / nqb, h = bh % a.Hq, b = bh / a.Hq;
-      const int64_t i0 = qb * BQ;
-      const int nq = static_cast<int>(a.Tq - i0 < BQ ? a.Tq - i0 : BQ);
-      const int64_t kvh = b * a.Hkv + h / group;
-      const float* qp = a.q + (bh * a.Tq + i0) * D;
-      const float* gp = a.dout + (bh * a.Tq + i0) * Dv;
+      const int64_t blk = t % nrb, bkv = t / nrb, kvh = bkv % a.Hkv, b = bkv / a.Hkv;
+      const int64_t r0 = blk * BQ;
+      const int nq = static_cast<int>(R - r0 < BQ ? R - r0 : BQ);
+      make_rows(a, b, kvh, group, r0, nq, *rb);
+      const float* qp = gather_rows(*rb, a.q, D, Qp);
+      const float* gp = gather_rows(*rb, a.dout, Dv, Gp);
+      for (int r = 0; r < nq; r++) { lse_r[r] = a.lse_in[rb->idx[r]]; Di_r[r] = Di[rb->idx[r]]; }
       std::memset(dQ, 0, sizeof(float) * nq * dp);
-      const int64_t kend = key_end(a, i0, nq);
+      const int64_t kend = key_end(a, *rb);
       for (int64_t kb0 = 0; kb0 < kend; kb0 += BK) {
         const int nk = static_cast<int>(kend - kb0 < BK ? kend - kb0 : BK);
-        const float* kp = a.k + (kvh * a.Tk + kb0) * D;
-        pack_t(kp, D, nk, Kt);
-        pack_t(a.v + (kvh * a.Tk + kb0) * Dv, Dv, nk, Vt);
-        pack_rows(kp, D, nk, dp, Kp);
-        K.scores(qp, D, nq, static_cast<int>(D), Kt, S, a.scale);
-        mask_tile(a, S, nq, b, h, i0, kb0, nk);
-        K.exp_rows(S, nq, a.lse_in + bh * a.Tq + i0);
-        K.scores(gp, Dv, nq, static_cast<int>(Dv), Vt, dP, 1.f);
-        K.ds_rows(S, dP, nq, Di + bh * a.Tq + i0);
-        K.gemm_acc(dP, BK, 1, nq, nk, Kp, dp, dQ, nullptr);       // dQ[i] += sum_j dS[i][j] K[j]
+        const float* kp = a.k + (bkv * a.Tk + kb0) * D;
+        tile_scores(K, qp, nq, D, kp, nk, Kt, S, a.scale);
+        mask_tile(a, S, *rb, b, kb0, nk);
+        K.exp_rows(S, nq, lse_r);
+        tile_scores(K, gp, nq, Dv, a.v + (bkv * a.Tk + kb0) * Dv, nk, Vt, dP, 1.f);
+        K.ds_rows(S, dP, nq, Di_r);
+        const float* X = kp;
+        if (!qdirect) { pack_rows(kp, D, nk, dp, Kp); X = Kp; }
+        K.gemm_acc(dP, BK, 1, nq, nk, X, dp, dQ, nullptr);       // dQ[i] += sum_j dS[i][j] K[j]
       }
-      float* dqp = a.dq + (bh * a.Tq + i0) * D;
-      for (int r = 0; r < nq; r++)
-        for (int64_t x = 0; x < D; x++) dqp[r * D + x] = dQ[r * dp + x] * a.scale;
+      for (int r = 0; r < nq; r++) {
+        float* dqp = a.dq + rb->idx[r] * D;
+        for (int64_t x = 0; x < D; x++) dqp[x] = dQ[r * dp + x] * a.scale;
+      }
     }
+    delete rb;
   });
   std::free(Di);
   return !failed;

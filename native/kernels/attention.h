@@ -47,6 +47,12 @@ enum { ATTN_BK = 64, ATTN_PAD = 16 };
 struct AttnKernels {
   // C[r][0..64) = scale * sum_d A[r*lda + d] * Bt[d*64 + c], r < nrows (Bt is a packed [K][64] tile).
   void (*scores)(const float* A, int64_t lda, int nrows, int K, const float* Bt, float* C, float scale);
+  // Same from row-major keys: C[r][j] = scale * sum_d A[r*lda + d] * Kr[j*ldk + d] for j < nk, 0 for j >= nk.
+  // Used for a few query rows (decode), where transposing the key tile would cost more than the dots.
+  void (*scores_direct)(const float* A, int64_t lda, int nrows, int K, const float* Kr, int64_t ldk, int nk,
+                        float* C, float scale);
+  // Transposes a key tile: Kt[d*64 + j] = src[j*ld + d] for d < D, j < nk; columns nk..63 are zeroed.
+  void (*pack_t)(const float* src, int64_t ld, int nk, int64_t D, float* Kt);
   // C[r][0..xp) = (alpha ? alpha[r] : 1) * C[r][..] + sum_{t<n} A[r*asr + t*ast] * X[t*xp + ..], r < nrows.
   void (*gemm_acc)(const float* A, int64_t asr, int64_t ast, int nrows, int n, const float* X, int64_t xp,
                    float* C, const float* alpha);

@@ -84,6 +84,81 @@ void scores(const float* A, int64_t lda, int nrows, int K, const float* Bt, floa
   }
 }
 
+// 8x8 transpose: dst[c*64 + k] = src[k*ld + c].
+inline void tr8x8(const float* src, int64_t ld, float* dst) {
+  const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld), r2 = _mm256_loadu_ps(src + 2 * ld),
+               r3 = _mm256_loadu_ps(src + 3 * ld), r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld),
+               r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+               t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst + 0 * ATTN_BK, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + 1 * ATTN_BK, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ATTN_BK, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ATTN_BK, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ATTN_BK, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ATTN_BK, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ATTN_BK, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ATTN_BK, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+void pack_t(const float* src, int64_t ld, int nk, int64_t D, float* Kt) {
+  const int64_t d8 = D & ~int64_t(7);
+  int j0 = 0;
+  for (; j0 + 8 <= nk; j0 += 8) {
+    const float* s = src + j0 * ld;
+    for (int64_t d = 0; d < d8; d += 8) tr8x8(s + d, ld, Kt + d * ATTN_BK + j0);
+    for (int64_t d = d8; d < D; d++)
+      for (int k = 0; k < 8; k++) Kt[d * ATTN_BK + j0 + k] = s[k * ld + d];
+  }
+  for (int64_t d = 0; d < D; d++) {
+    float* dst = Kt + d * ATTN_BK;
+    for (int j = j0; j < nk; j++) dst[j] = src[j * ld + d];
+    for (int j = nk; j < ATTN_BK; j++) dst[j] = 0.f;
+  }
+}
+template <int R>
+inline void direct_tile(const float* A, int64_t lda, int K, const float* Kr, int64_t ldk, int nk, float* C,
+                        float scale) {
+  const int kfull = K & ~7;
+  for (int j = 0; j < nk; j++) {
+    const float* k = Kr + j * ldk;
+    __m256 acc[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int d = 0;
+    for (; d < kfull; d += 8) {
+      const __m256 kv = _mm256_loadu_ps(k + d);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(A + r * lda + d), kv, acc[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      float s = hsum(acc[r]);
+      for (int dd = d; dd < K; dd++) s += A[r * lda + dd] * k[dd];
+      C[r * ATTN_BK + j] = s * scale;
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int j = nk; j < ATTN_BK; j++) C[r * ATTN_BK + j] = 0.f;
+}
+
+void scores_direct(const float* A, int64_t lda, int nrows, int K, const float* Kr, int64_t ldk, int nk, float* C,
+                   float scale) {
+  int r = 0;
+  for (; r + 4 <= nrows; r += 4) direct_tile<4>(A + r * lda, lda, K, Kr, ldk, nk, C + r * ATTN_BK, scale);
+  switch (nrows - r) {
+    case 3: direct_tile<3>(A + r * lda, lda, K, Kr, ldk, nk, C + r * ATTN_BK, scale); break;
+    case 2: direct_tile<2>(A + r * lda, lda, K, Kr, ldk, nk, C + r * ATTN_BK, scale); break;
+    case 1: direct_tile<1>(A + r * lda, lda, K, Kr, ldk, nk, C + r * ATTN_BK, scale); break;
+    default: break;
+  }
+}
+
 // R rows x 16 columns: C = alpha*C + sum_t A[r*asr + t*ast] X[t*xp + ..]
 template <int R>
 inline void acc_tile(const float* A, int64_t asr, int64_t ast, int n, const float* X, int64_t xp, float* C,
@@ -195,7 +270,7 @@ void ds_rows(const float* P, float* dP, int nrows, const float* Di) {
 
 }  // namespace
 
-extern const AttnKernels attn_kernels_avx2 = {scores, gemm_acc, softmax, exp_rows, ds_rows};
+extern const AttnKernels attn_kernels_avx2 = {scores, scores_direct, pack_t, gemm_acc, softmax, exp_rows, ds_rows};
 
 }  // namespace fathom
 #endif

@@ -31,6 +31,9 @@ export interface NativeBinding {
   /** 0 restores the default (FATHOM_THREADS, else the cores available). */
   setThreads(n: number): void;
 
+  /** Maps a whole file copy-on-write (native/bind/mmap.cc); released when the ArrayBuffer is collected. */
+  mapFile(path: string): ArrayBuffer;
+
   // ---- GEMM (native/bind/gemm.cc)
   /**
    * For b in [0, batch): C_b = alpha * op(A_b) @ op(B_b) + beta * C_b, with op(A_b) M×K and op(B_b) K×N.
