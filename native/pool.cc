@@ -57,9 +57,10 @@ struct Pool {
     }
   }
 
-  void worker_loop() {
+  // `seen` is the generation at the time the pool started: a job published before this thread first runs
+  // must still be taken (reading the counter here instead would skip it and hang the caller).
+  void worker_loop(uint64_t seen) {
     t_in_task = true;
-    uint64_t seen = generation.load(std::memory_order_acquire);
     for (;;) {
       // Spin briefly for the next job, then sleep.
       auto t0 = std::chrono::steady_clock::now();
@@ -85,7 +86,8 @@ struct Pool {
   void start(int threads) {
     size = threads < 1 ? 1 : threads;
     stop = false;
-    for (int i = 1; i < size; i++) workers.emplace_back([this] { worker_loop(); });
+    uint64_t g = generation.load(std::memory_order_acquire);
+    for (int i = 1; i < size; i++) workers.emplace_back([this, g] { worker_loop(g); });
   }
 
   void shutdown() {

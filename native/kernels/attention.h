@@ -5,10 +5,15 @@
 // causal: key j allowed only if j <= i + q_offset; boolean mask: nonzero = attend. Mask element (b,h,i,j) at
 // b*ms[0] + h*ms[1] + i*ms[2] + j*ms[3]. A query with no allowed key gets out = 0, lse = -inf, zero grads.
 //
-// Design: the driver (attention.cc, baseline code) tiles queries into blocks of ATTN_BQ rows and keys into
-// blocks of ATTN_BK = 64 columns, packs K/V tiles into padded scratch and calls per-ISA micro-kernels through
-// an AttnKernels table (scalar here, AVX2 / AVX-512 in native/arch/x86/*/attention_*.cc). Extra memory is
-// O(block * (D + Dv)) per task plus O(B*Hq*Tq) in the backward pass; never a Tq x Tk matrix.
+// Design: the driver (attention.cc, baseline code) tiles keys into blocks of ATTN_BK = 64 and query rows into
+// blocks of 64 (for GQA the query heads sharing a kv head are interleaved into one row block, so a K/V tile
+// serves the whole group), and calls per-ISA micro-kernels through an AttnKernels table (scalar in
+// attention.cc, AVX2 / AVX-512 in native/arch/x86/*/attention_*.cc). Forward: online softmax, tasks over
+// (b, kv head, row block). Backward (FlashAttention-2): dk/dv tasks own (b, kv head, key block); dq either
+// comes from a second pass over row blocks or, when B*Hkv >= 2*threads, is accumulated in the same pass by
+// tasks owning a whole (b, kv head). Every output has one writer and a fixed summation order (deterministic).
+// Extra memory: O(64 * (D + Dv)) per task plus O(B*Hq*Tq) in the backward pass (plus Hq/Hkv*Tq*D per task
+// in the fused backward when D % 16 != 0); never a Tq x Tk matrix.
 // The caller (bind/attention.cc) has validated every size; these functions trust their arguments.
 #pragma once
 #include <cstdint>

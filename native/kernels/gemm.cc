@@ -8,6 +8,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#if !defined(FATHOM_NO_X86)
+#include <xmmintrin.h>
+#endif
 
 namespace fathom {
 namespace {
@@ -314,6 +317,31 @@ void gemm_small_m(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, 
   }
 }
 
+// Prefetches a 2-D region (rows of `bytes` bytes, `stride` apart) into L2, a few lines per call, so that the next
+// k-block of B streams in from memory while the current one is being multiplied.
+struct Prefetcher {
+  const uint8_t* base = nullptr;
+  int64_t rows = 0, stride = 0, lines = 0, next = 0, total = 0;
+  void start(const uint8_t* b, int64_t nrows, int64_t bytes, int64_t st) {
+    base = b;
+    rows = nrows;
+    stride = st;
+    lines = (bytes + 63) / 64 + 1;
+    next = 0;
+    total = rows * lines;
+  }
+  void step(int64_t n) {
+#if !defined(FATHOM_NO_X86)
+    for (; n > 0 && next < total; n--, next++) {
+      const int64_t r = next / lines, l = next % lines;
+      _mm_prefetch(reinterpret_cast<const char*>(base + r * stride + l * 64), _MM_HINT_T1);
+    }
+#else
+    (void)n;
+#endif
+  }
+};
+
 // M fits one M-block: pack all of op(A) once, then one parallel pass over column chunks; each task walks all
 // k-blocks, packing its slice of B into a per-thread (L2-resident) buffer unless B is prepacked.
 void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, const Mat& B,
@@ -333,7 +361,8 @@ void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& 
     P.pack_a(A.at(0, k0), A.ld, A.trans, M, kc, apack + static_cast<size_t>(k0 * Mp * mr * es));
   });
   // Column chunks: a multiple of NR, at most 256 wide (B slice <= 256 KB), enough of them for the threads.
-  int64_t jw = par ? std::min<int64_t>(256, ceil_div(ceil_div(N, 4 * T), nr) * nr) : std::min<int64_t>(Npad, 512);
+  static const int64_t jwmax = [] { const char* s = std::getenv("FATHOM_GEMM_JW"); return s ? std::atoll(s) : 256; }();
+  int64_t jw = par ? std::min<int64_t>(jwmax, ceil_div(ceil_div(N, 4 * T), nr) * nr) : std::min<int64_t>(Npad, jwmax);
   jw = std::max<int64_t>(jw, nr);
   const int64_t ntask = ceil_div(N, jw);
   run_tasks(ntask, par ? flops : 0, [&](int64_t t) {
@@ -353,9 +382,19 @@ void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& 
       const uint8_t* ap = apack + static_cast<size_t>(k0 * Mp * mr * es);
       const float beta_k = k0 == 0 ? beta : 1.f;
       const int64_t kiter = P.kstep == 2 ? kcp / 2 : kc;
+      Prefetcher pf;
+      int64_t pf_per_call = 0;
+      if (!pre && k0 + KC < K) {
+        const int64_t k1 = k0 + KC, kn = std::min(KC, K - k1);
+        const uint8_t* b1 = static_cast<const uint8_t*>(B.at(k1, j0));
+        if (!B.trans) pf.start(b1, kn, nc * B.esz, B.ld * B.esz);
+        else pf.start(b1, nc, kn * B.esz, B.ld * B.esz);
+        pf_per_call = ceil_div(pf.total, np * Mp);
+      }
       for (int64_t p = 0; p < np; p++) {
         const int cols = static_cast<int>(std::min<int64_t>(nr, nc - p * nr));
         for (int64_t ir = 0; ir < Mp; ir++) {
+          pf.step(pf_per_call);
           const int rows = static_cast<int>(std::min<int64_t>(mr, M - ir * mr));
           P.kernel(kiter, ap + ir * apanel_bytes, bp + p * panel_bytes, C + ir * mr * ldc + j0 + p * nr, ldc, rows, cols,
                    alpha, beta_k);

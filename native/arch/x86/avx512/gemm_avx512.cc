@@ -317,29 +317,42 @@ void gemm_avx512_kernel_bf16(int64_t kp, const void* ap, const void* bp, float* 
 void gemm_avx512_pack_b_f32(const void* src, int64_t ld, bool trans, int64_t kc, int64_t nc, void* dst) {
   const float* B = static_cast<const float*>(src);
   float* d = static_cast<float*>(dst);
-  for (int64_t j = 0; j < nc; j += NR, d += NR * kc) {
-    const int64_t cols = nc - j < NR ? nc - j : NR;
-    if (!trans) {
-      const __mmask16 m0 = mask16(cols), m1 = mask16(cols - 16);
-      const float* r = B + j;
-      for (int64_t k = 0; k < kc; k++, r += ld) {
-        _mm512_store_ps(d + k * NR, _mm512_maskz_loadu_ps(m0, r));
-        _mm512_store_ps(d + k * NR + 16, _mm512_maskz_loadu_ps(m1, r + 16));
+  const int64_t np = (nc + NR - 1) / NR;
+  if (!trans) {
+    // Row by row (contiguous reads, prefetch-friendly), scattering 32-wide pieces into the panels.
+    const int64_t full = nc / NR;
+    const int64_t rem = nc - full * NR;
+    const __mmask16 m0 = mask16(rem), m1 = mask16(rem - 16);
+    for (int64_t k = 0; k < kc; k++) {
+      const float* r = B + k * ld;
+      float* o = d + k * NR;
+      for (int64_t p = 0; p < full; p++, r += NR, o += NR * kc) {
+        _mm_prefetch(reinterpret_cast<const char*>(r + 6 * ld), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(r + 6 * ld + 16), _MM_HINT_T0);
+        _mm512_store_ps(o, _mm512_loadu_ps(r));
+        _mm512_store_ps(o + 16, _mm512_loadu_ps(r + 16));
       }
-    } else {
-      // B(k, j+c) = B[(j+c)*ld + k]: transpose 16×16 blocks.
-      for (int h = 0; h < 2; h++) {
-        const int rows = static_cast<int>(cols - 16 * h);
-        if (rows <= 0) {
-          for (int64_t k = 0; k < kc; k++) _mm512_store_ps(d + k * NR + 16 * h, _mm512_setzero_ps());
-          continue;
-        }
-        const uint8_t* base = reinterpret_cast<const uint8_t*>(B + (j + 16 * h) * ld);
-        for (int64_t k = 0; k < kc; k += 16) {
-          const int64_t n = kc - k;
-          tr_block(base + k * 4, ld * 4, rows < 16 ? rows : 16, n, false, d + k * NR + 16 * h, NR, 0xffff,
-                   n < 16 ? static_cast<int>(n) : 16);
-        }
+      if (rem) {
+        _mm512_store_ps(o, _mm512_maskz_loadu_ps(m0, r));
+        _mm512_store_ps(o + 16, _mm512_maskz_loadu_ps(m1, r + 16));
+      }
+    }
+    return;
+  }
+  for (int64_t j = 0; j < np * NR; j += NR, d += NR * kc) {
+    const int64_t cols = nc - j < NR ? nc - j : NR;
+    // B(k, j+c) = B[(j+c)*ld + k]: transpose 16×16 blocks.
+    for (int h = 0; h < 2; h++) {
+      const int rows = static_cast<int>(cols - 16 * h);
+      if (rows <= 0) {
+        for (int64_t k = 0; k < kc; k++) _mm512_store_ps(d + k * NR + 16 * h, _mm512_setzero_ps());
+        continue;
+      }
+      const uint8_t* base = reinterpret_cast<const uint8_t*>(B + (j + 16 * h) * ld);
+      for (int64_t k = 0; k < kc; k += 16) {
+        const int64_t n = kc - k;
+        tr_block(base + k * 4, ld * 4, rows < 16 ? rows : 16, n, false, d + k * NR + 16 * h, NR, 0xffff,
+                 n < 16 ? static_cast<int>(n) : 16);
       }
     }
   }
@@ -350,35 +363,43 @@ void gemm_avx512_pack_b_bf16(const void* src, int64_t ld, bool trans, int64_t kc
   const uint16_t* B = static_cast<const uint16_t*>(src);
   uint16_t* d = static_cast<uint16_t*>(dst);
   const int64_t kp = (kc + 1) / 2;
-  for (int64_t j = 0; j < nc; j += NR, d += 2 * NR * kp) {
-    const int64_t cols = nc - j < NR ? nc - j : NR;
-    if (!trans) {
-      const __mmask32 m = mask32(cols);
-      const uint16_t* r = B + j;
-      for (int64_t p = 0; p < kp; p++, r += 2 * ld) {
+  const int64_t np = (nc + NR - 1) / NR;
+  if (!trans) {
+    // Pairs of rows, read contiguously, interleaved and scattered into the panels.
+    const int64_t full = nc / NR;
+    const __mmask32 mr = mask32(nc - full * NR);
+    for (int64_t p = 0; p < kp; p++) {
+      const uint16_t* r = B + 2 * p * ld;
+      const bool two = 2 * p + 1 < kc;
+      uint16_t* o = d + p * 2 * NR;
+      for (int64_t q = 0; q < np; q++, r += NR, o += 2 * NR * kp) {
+        const __mmask32 m = q < full ? static_cast<__mmask32>(0xffffffffu) : mr;
         __m512i x = _mm512_maskz_loadu_epi16(m, r);
-        __m512i y = 2 * p + 1 < kc ? _mm512_maskz_loadu_epi16(m, r + ld) : _mm512_setzero_si512();
+        __m512i y = two ? _mm512_maskz_loadu_epi16(m, r + ld) : _mm512_setzero_si512();
         __m512i lo, hi;
         interleave16(x, y, &lo, &hi);
-        _mm512_store_si512(d + p * 2 * NR, lo);
-        _mm512_store_si512(d + p * 2 * NR + NR, hi);
+        _mm512_store_si512(o, lo);
+        _mm512_store_si512(o + NR, hi);
       }
-    } else {
-      // Pairs (k, k+1) of row j+c are one 32-bit item: a 32-bit transpose.
-      float* df = reinterpret_cast<float*>(d);
-      for (int h = 0; h < 2; h++) {
-        const int rows = static_cast<int>(cols - 16 * h);
-        if (rows <= 0) {
-          for (int64_t p = 0; p < kp; p++) _mm512_store_ps(df + p * NR + 16 * h, _mm512_setzero_ps());
-          continue;
-        }
-        const uint8_t* base = reinterpret_cast<const uint8_t*>(B + (j + 16 * h) * ld);
-        for (int64_t k = 0; k < kc; k += 32) {
-          const int64_t n = kc - k;            // 16-bit elements left in the row
-          const int64_t items = (n + 1) / 2;   // pairs
-          tr_block(base + k * 2, ld * 2, rows < 16 ? rows : 16, n, true, df + (k / 2) * NR + 16 * h, NR, 0xffff,
-                   items < 16 ? static_cast<int>(items) : 16);
-        }
+    }
+    return;
+  }
+  for (int64_t j = 0; j < np * NR; j += NR, d += 2 * NR * kp) {
+    const int64_t cols = nc - j < NR ? nc - j : NR;
+    // Pairs (k, k+1) of row j+c are one 32-bit item: a 32-bit transpose.
+    float* df = reinterpret_cast<float*>(d);
+    for (int h = 0; h < 2; h++) {
+      const int rows = static_cast<int>(cols - 16 * h);
+      if (rows <= 0) {
+        for (int64_t p = 0; p < kp; p++) _mm512_store_ps(df + p * NR + 16 * h, _mm512_setzero_ps());
+        continue;
+      }
+      const uint8_t* base = reinterpret_cast<const uint8_t*>(B + (j + 16 * h) * ld);
+      for (int64_t k = 0; k < kc; k += 32) {
+        const int64_t n = kc - k;            // 16-bit elements left in the row
+        const int64_t items = (n + 1) / 2;   // pairs
+        tr_block(base + k * 2, ld * 2, rows < 16 ? rows : 16, n, true, df + (k / 2) * NR + 16 * h, NR, 0xffff,
+                 items < 16 ? static_cast<int>(items) : 16);
       }
     }
   }
@@ -493,7 +514,7 @@ void gemm_avx512_gemv_t_f32(int mr, int64_t K, const void* ap, int64_t lda, cons
   const float* a = static_cast<const float*>(ap);
   const float* B = static_cast<const float*>(Bp);
   switch (mr) {
-    case 1: gemv_t_f32<1, 8>(K, a, lda, B, ldb, nc, C, ldc, alpha, beta); break;
+    case 1: gemv_t_f32<1, 4>(K, a, lda, B, ldb, nc, C, ldc, alpha, beta); break;
     case 2: gemv_t_f32<2, 6>(K, a, lda, B, ldb, nc, C, ldc, alpha, beta); break;
     case 3: gemv_t_f32<3, 4>(K, a, lda, B, ldb, nc, C, ldc, alpha, beta); break;
     default: gemv_t_f32<4, 4>(K, a, lda, B, ldb, nc, C, ldc, alpha, beta); break;
