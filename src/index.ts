@@ -26,3 +26,13 @@ export { FathomError, ShapeError, DTypeError, GradError, FormatError } from "./c
 
 // Training
 export { AdamW } from "./train/optim/adamw.js";
+
+// Models and files
+export { Module } from "./nn/module.js";
+export { Linear, Embedding, RMSNorm, MLP } from "./nn/layers.js";
+export { KVCache } from "./nn/attention.js";
+export { CausalLM, type ModelInfo } from "./models/decoder.js";
+export { modelFromConfig, randomModel, SUPPORTED_MODEL_TYPES } from "./models/registry.js";
+export { AutoModelForCausalLM } from "./io/auto.js";
+export { loadFolder, saveFolder } from "./io/hf_folder.js";
+export { SafetensorsFile, SafetensorsCheckpoint, saveSafetensors, saveSharded, dequantFp8 } from "./io/safetensors.js";

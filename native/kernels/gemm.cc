@@ -8,9 +8,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#if !defined(FATHOM_NO_X86)
-#include <xmmintrin.h>
-#endif
 
 namespace fathom {
 namespace {
@@ -102,7 +99,7 @@ void pack_b_bf16_pairs_generic(const void* src, int64_t ld, bool trans, int64_t 
 constexpr int SC_MR = 4, SC_NR = 16;
 
 void scalar_kernel_f32(int64_t kc, const void* ap, const void* bp, float* C, int64_t ldc, int mr, int nr, float alpha,
-                       float beta) {
+                       float beta, const char* const*, int) {
   const float* a = static_cast<const float*>(ap);
   const float* b = static_cast<const float*>(bp);
   float acc[SC_MR][SC_NR];
@@ -320,25 +317,29 @@ void gemm_small_m(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, 
 // Prefetches a 2-D region (rows of `bytes` bytes, `stride` apart) into L2, a few lines per call, so that the next
 // k-block of B streams in from memory while the current one is being multiplied.
 struct Prefetcher {
-  const uint8_t* base = nullptr;
-  int64_t rows = 0, stride = 0, lines = 0, next = 0, total = 0;
+  const uint8_t* row = nullptr;
+  int64_t rows_left = 0, stride = 0, lines = 0, line = 0;
+  int64_t total = 0;
   void start(const uint8_t* b, int64_t nrows, int64_t bytes, int64_t st) {
-    base = b;
-    rows = nrows;
+    row = b;
+    rows_left = nrows;
     stride = st;
     lines = (bytes + 63) / 64 + 1;
-    next = 0;
-    total = rows * lines;
+    line = 0;
+    total = nrows * lines;
   }
-  void step(int64_t n) {
-#if !defined(FATHOM_NO_X86)
-    for (; n > 0 && next < total; n--, next++) {
-      const int64_t r = next / lines, l = next % lines;
-      _mm_prefetch(reinterpret_cast<const char*>(base + r * stride + l * 64), _MM_HINT_T1);
+  // Fills out[] with up to n next line addresses; returns how many.
+  int take(int64_t n, const char** out) {
+    int c = 0;
+    while (n > 0 && rows_left > 0) {
+      const int64_t m = std::min(n, lines - line);
+      const char* p = reinterpret_cast<const char*>(row) + line * 64;
+      for (int64_t i = 0; i < m; i++) out[c++] = p + i * 64;
+      n -= m;
+      line += m;
+      if (line == lines) { line = 0; row += stride; rows_left--; }
     }
-#else
-    (void)n;
-#endif
+    return c;
   }
 };
 
@@ -361,7 +362,8 @@ void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& 
     P.pack_a(A.at(0, k0), A.ld, A.trans, M, kc, apack + static_cast<size_t>(k0 * Mp * mr * es));
   });
   // Column chunks: a multiple of NR, at most 256 wide (B slice <= 256 KB), enough of them for the threads.
-  static const int64_t jwmax = [] { const char* s = std::getenv("FATHOM_GEMM_JW"); return s ? std::atoll(s) : 256; }();
+  static const int64_t jwenv = [] { const char* s = std::getenv("FATHOM_GEMM_JW"); return s ? std::atoll(s) : 0; }();
+  const int64_t jwmax = jwenv > 0 ? jwenv : (P.kstep == 2 ? 128 : 256);  // measured: bf16 prefers narrower slices
   int64_t jw = par ? std::min<int64_t>(jwmax, ceil_div(ceil_div(N, 4 * T), nr) * nr) : std::min<int64_t>(Npad, jwmax);
   jw = std::max<int64_t>(jw, nr);
   const int64_t ntask = ceil_div(N, jw);
@@ -384,20 +386,22 @@ void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& 
       const int64_t kiter = P.kstep == 2 ? kcp / 2 : kc;
       Prefetcher pf;
       int64_t pf_per_call = 0;
-      if (!pre && k0 + KC < K) {
+      static const bool no_pf = std::getenv("FATHOM_GEMM_NOPF") != nullptr;
+      if (!pre && k0 + KC < K && !no_pf) {
         const int64_t k1 = k0 + KC, kn = std::min(KC, K - k1);
         const uint8_t* b1 = static_cast<const uint8_t*>(B.at(k1, j0));
         if (!B.trans) pf.start(b1, kn, nc * B.esz, B.ld * B.esz);
         else pf.start(b1, nc, kn * B.esz, B.ld * B.esz);
-        pf_per_call = ceil_div(pf.total, np * Mp);
+        pf_per_call = std::min<int64_t>(ceil_div(pf.total, np * Mp), std::min<int64_t>(kiter, 256));
       }
+      const char* pf_addr[256];
       for (int64_t p = 0; p < np; p++) {
         const int cols = static_cast<int>(std::min<int64_t>(nr, nc - p * nr));
         for (int64_t ir = 0; ir < Mp; ir++) {
-          pf.step(pf_per_call);
+          const int npf = pf.take(pf_per_call, pf_addr);
           const int rows = static_cast<int>(std::min<int64_t>(mr, M - ir * mr));
           P.kernel(kiter, ap + ir * apanel_bytes, bp + p * panel_bytes, C + ir * mr * ldc + j0 + p * nr, ldc, rows, cols,
-                   alpha, beta_k);
+                   alpha, beta_k, pf_addr, npf);
         }
       }
     }
@@ -425,10 +429,12 @@ void gemm_one(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, cons
   const int64_t npanels = Npad / nr;
   const int64_t KC = pre ? pre->kc : P.kc;
   // M blocks: as even as possible, multiples of MR.
+  // M blocks: a multiple of the thread count when there are enough, so each A block is packed once.
   int64_t nIc = ceil_div(M, P.mc);
+  if (T > 1 && nIc >= T) nIc = ceil_div(nIc, T) * T;
   int64_t MC = ceil_div(ceil_div(M, nIc), mr) * mr;
   nIc = ceil_div(M, MC);
-  // N split so that there are enough tasks for the threads.
+  // N split when there are too few M blocks for the threads.
   int64_t nJ = 1;
   if (T > 1 && flops >= 3e5) {
     if (nIc < 2 * T) nJ = std::min<int64_t>(npanels, ceil_div(4 * T, nIc));
@@ -475,7 +481,8 @@ void gemm_one(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, cons
         const uint8_t* bp = bpanel + p * panel_bytes;
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
-          P.kernel(kiter, ab + (ir / mr) * apanel_bytes, bp, C + (i0 + ir) * ldc + j0, ldc, rows, ncols, alpha, beta_k);
+          P.kernel(kiter, ab + (ir / mr) * apanel_bytes, bp, C + (i0 + ir) * ldc + j0, ldc, rows, ncols, alpha, beta_k,
+                   nullptr, 0);
         }
       }
     });

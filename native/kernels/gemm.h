@@ -47,9 +47,10 @@ void gemm_packed(int64_t M, const void* A, int64_t lda, bool transA, const GemmP
 
 // ---- ISA kernels (plain functions). Packed panels are 64-byte aligned.
 // Micro-kernel: acc = sum_k a[k][MR] x b[k][NR] for kc steps (k pairs for bf16), then
-// C[i][j] = alpha*acc + beta*C[i][j] for i < mr, j < nr (beta == 0: C is not read).
+// C[i][j] = alpha*acc + beta*C[i][j] for i < mr, j < nr (beta == 0: C is not read). While it runs, the kernel
+// issues prefetches (to L2) for the npf addresses in pf, one per k step (the next block of B streaming in).
 typedef void (*gemm_kernel_fn)(int64_t kc, const void* a, const void* b, float* C, int64_t ldc, int mr, int nr,
-                               float alpha, float beta);
+                               float alpha, float beta, const char* const* pf, int npf);
 // Packs op(B) (kc × nc, B already offset to the block) into ceil(nc/NR) micro-panels of kc (or ceil(kc/2) pairs) rows.
 typedef void (*gemm_pack_fn)(const void* src, int64_t ld, bool trans, int64_t kc, int64_t nc, void* dst);
 // Small-M paths (mr <= 4 rows of op(A), given as rows of a with row stride lda, f32 or bf16 like B):
@@ -62,9 +63,9 @@ typedef void (*gemm_gemv_t_fn)(int mr, int64_t K, const void* a, int64_t lda, co
 
 // AVX-512 (native/arch/x86/avx512/gemm_avx512.cc): MR = 14, NR = 32.
 void gemm_avx512_kernel_f32(int64_t kc, const void* a, const void* b, float* C, int64_t ldc, int mr, int nr,
-                            float alpha, float beta);
+                            float alpha, float beta, const char* const* pf, int npf);
 void gemm_avx512_kernel_bf16(int64_t kp, const void* a, const void* b, float* C, int64_t ldc, int mr, int nr,
-                             float alpha, float beta);
+                             float alpha, float beta, const char* const* pf, int npf);
 void gemm_avx512_pack_b_f32(const void* B, int64_t ldb, bool trans, int64_t kc, int64_t nc, void* dst);
 void gemm_avx512_pack_b_bf16f32(const void* B, int64_t ldb, bool trans, int64_t kc, int64_t nc, void* dst);
 void gemm_avx512_pack_b_bf16(const void* B, int64_t ldb, bool trans, int64_t kc, int64_t nc, void* dst);
@@ -82,7 +83,7 @@ void gemm_avx512_gemv_t_bf16(int mr, int64_t K, const void* a, int64_t lda, cons
 
 // AVX2 + FMA (native/arch/x86/avx2/gemm_avx2.cc): MR = 6, NR = 16.
 void gemm_avx2_kernel_f32(int64_t kc, const void* a, const void* b, float* C, int64_t ldc, int mr, int nr,
-                          float alpha, float beta);
+                          float alpha, float beta, const char* const* pf, int npf);
 void gemm_avx2_pack_b_f32(const void* B, int64_t ldb, bool trans, int64_t kc, int64_t nc, void* dst);
 void gemm_avx2_pack_b_bf16f32(const void* B, int64_t ldb, bool trans, int64_t kc, int64_t nc, void* dst);
 void gemm_avx2_gemv_n_f32(int mr, int64_t K, const void* a, int64_t lda, const void* B, int64_t ldb, int64_t nc,

@@ -40,12 +40,13 @@ static inline void store_c(float* c, __m256 acc, int n, __m256 va, float beta) {
 
 template <int M>
 __attribute__((always_inline)) inline void kern(int64_t kc, const float* a, const float* b, float* C, int64_t ldc,
-                                                int nr, float alpha, float beta) {
+                                                int nr, float alpha, float beta, const char* const* pf, int npf) {
   __m256 c0[M], c1[M];
 #pragma GCC unroll 6
   for (int i = 0; i < M; i++) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
   for (int64_t k = 0; k < kc; k++) {
     __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    if (k < npf) _mm_prefetch(pf[k], _MM_HINT_T1);
 #pragma GCC unroll 6
     for (int i = 0; i < M; i++) {
       __m256 ai = _mm256_broadcast_ss(a + i);
@@ -184,16 +185,16 @@ void gemv_t_any(int mr, int64_t K, const void* ap, int64_t lda, const void* Bp, 
 }  // namespace
 
 void gemm_avx2_kernel_f32(int64_t kc, const void* ap, const void* bp, float* C, int64_t ldc, int mr, int nr,
-                          float alpha, float beta) {
+                          float alpha, float beta, const char* const* pf, int npf) {
   const float* a = static_cast<const float*>(ap);
   const float* b = static_cast<const float*>(bp);
   switch (mr) {
-    case 6: kern<6>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 5: kern<5>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 4: kern<4>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 3: kern<3>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 2: kern<2>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    default: kern<1>(kc, a, b, C, ldc, nr, alpha, beta); break;
+    case 6: kern<6>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 5: kern<5>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 4: kern<4>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 3: kern<3>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 2: kern<2>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    default: kern<1>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
   }
 }
 

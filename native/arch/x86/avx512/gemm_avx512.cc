@@ -30,7 +30,7 @@ static inline void store_c(float* c, __m512 acc, __mmask16 m, __m512 va, float b
 
 template <int M>
 __attribute__((always_inline)) inline void kern_f32(int64_t kc, const float* a, const float* b, float* C, int64_t ldc,
-                                                    int nr, float alpha, float beta) {
+                                                    int nr, float alpha, float beta, const char* const* pf, int npf) {
   __m512 c0[M], c1[M];
 #pragma GCC unroll 14
   for (int i = 0; i < M; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
@@ -39,6 +39,7 @@ __attribute__((always_inline)) inline void kern_f32(int64_t kc, const float* a, 
   for (int64_t k = 0; k < kc; k++) {
     __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
     _mm_prefetch(reinterpret_cast<const char*>(b + 32 * 8), _MM_HINT_T0);
+    if (k < npf) _mm_prefetch(pf[k], _MM_HINT_T1);
 #pragma GCC unroll 14
     for (int i = 0; i < M; i++) {
       __m512 ai = _mm512_set1_ps(a[i]);
@@ -59,7 +60,7 @@ __attribute__((always_inline)) inline void kern_f32(int64_t kc, const float* a, 
 
 template <int M>
 __attribute__((always_inline)) inline void kern_bf16(int64_t kp, const uint16_t* a, const uint16_t* b, float* C,
-                                                     int64_t ldc, int nr, float alpha, float beta) {
+                                                     int64_t ldc, int nr, float alpha, float beta, const char* const* pf, int npf) {
   __m512 c0[M], c1[M];
 #pragma GCC unroll 14
   for (int i = 0; i < M; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
@@ -69,6 +70,7 @@ __attribute__((always_inline)) inline void kern_bf16(int64_t kp, const uint16_t*
   for (int64_t k = 0; k < kp; k++) {
     __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
     _mm_prefetch(reinterpret_cast<const char*>(b + 64 * 8), _MM_HINT_T0);
+    if (k < npf) _mm_prefetch(pf[k], _MM_HINT_T1);
 #pragma GCC unroll 14
     for (int i = 0; i < M; i++) {
       __m512bh ai = (__m512bh)_mm512_set1_epi32(a32[i]);
@@ -270,46 +272,46 @@ void gemv_t_bf16(int64_t K, const uint16_t* a, int64_t lda, const uint16_t* B, i
 }  // namespace
 
 void gemm_avx512_kernel_f32(int64_t kc, const void* ap, const void* bp, float* C, int64_t ldc, int mr, int nr,
-                            float alpha, float beta) {
+                            float alpha, float beta, const char* const* pf, int npf) {
   const float* a = static_cast<const float*>(ap);
   const float* b = static_cast<const float*>(bp);
   switch (mr) {
-    case 14: kern_f32<14>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 13: kern_f32<13>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 12: kern_f32<12>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 11: kern_f32<11>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 10: kern_f32<10>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 9: kern_f32<9>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 8: kern_f32<8>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 7: kern_f32<7>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 6: kern_f32<6>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 5: kern_f32<5>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 4: kern_f32<4>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 3: kern_f32<3>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    case 2: kern_f32<2>(kc, a, b, C, ldc, nr, alpha, beta); break;
-    default: kern_f32<1>(kc, a, b, C, ldc, nr, alpha, beta); break;
+    case 14: kern_f32<14>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 13: kern_f32<13>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 12: kern_f32<12>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 11: kern_f32<11>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 10: kern_f32<10>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 9: kern_f32<9>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 8: kern_f32<8>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 7: kern_f32<7>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 6: kern_f32<6>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 5: kern_f32<5>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 4: kern_f32<4>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 3: kern_f32<3>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 2: kern_f32<2>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    default: kern_f32<1>(kc, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
   }
 }
 
 void gemm_avx512_kernel_bf16(int64_t kp, const void* ap, const void* bp, float* C, int64_t ldc, int mr, int nr,
-                             float alpha, float beta) {
+                             float alpha, float beta, const char* const* pf, int npf) {
   const uint16_t* a = static_cast<const uint16_t*>(ap);
   const uint16_t* b = static_cast<const uint16_t*>(bp);
   switch (mr) {
-    case 14: kern_bf16<14>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 13: kern_bf16<13>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 12: kern_bf16<12>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 11: kern_bf16<11>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 10: kern_bf16<10>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 9: kern_bf16<9>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 8: kern_bf16<8>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 7: kern_bf16<7>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 6: kern_bf16<6>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 5: kern_bf16<5>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 4: kern_bf16<4>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 3: kern_bf16<3>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    case 2: kern_bf16<2>(kp, a, b, C, ldc, nr, alpha, beta); break;
-    default: kern_bf16<1>(kp, a, b, C, ldc, nr, alpha, beta); break;
+    case 14: kern_bf16<14>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 13: kern_bf16<13>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 12: kern_bf16<12>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 11: kern_bf16<11>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 10: kern_bf16<10>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 9: kern_bf16<9>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 8: kern_bf16<8>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 7: kern_bf16<7>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 6: kern_bf16<6>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 5: kern_bf16<5>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 4: kern_bf16<4>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 3: kern_bf16<3>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    case 2: kern_bf16<2>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
+    default: kern_bf16<1>(kp, a, b, C, ldc, nr, alpha, beta, pf, npf); break;
   }
 }
 

@@ -1,0 +1,122 @@
+// The decoder every supported architecture shares: embeddings → pre-norm layers (attention, then MLP or MoE, each
+// with a residual) → final norm → lm_head. Architectures differ only in the attention and feed-forward modules they
+// put in each layer (llama/qwen2: GQA + SwiGLU; deepseek_v2/v3: MLA + DeepSeekMoE).
+import { Tensor } from "../core/tensor.js";
+import { arange } from "../core/ops/create.js";
+import { noGrad } from "../core/autograd.js";
+import { Module } from "../nn/module.js";
+import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
+import { KVCache, type AttentionContext, type LayerCache } from "../nn/attention.js";
+import type { RawConfig } from "./config.js";
+
+export interface AttentionModule extends Module { forward(x: Tensor, ctx: AttentionContext, cache?: LayerCache): Tensor }
+export interface FeedForward extends Module { forward(x: Tensor): Tensor }
+
+export class DecoderLayer extends Module {
+  declare input_layernorm: RMSNorm;
+  declare self_attn: AttentionModule;
+  declare post_attention_layernorm: RMSNorm;
+  declare mlp: FeedForward;
+  constructor(hidden: number, eps: number, attn: AttentionModule, mlp: FeedForward) {
+    super();
+    this.child("input_layernorm", new RMSNorm(hidden, eps));
+    this.child("self_attn", attn);
+    this.child("post_attention_layernorm", new RMSNorm(hidden, eps));
+    this.child("mlp", mlp);
+  }
+  forward(x: Tensor, ctx: AttentionContext, cache?: LayerCache): Tensor {
+    const h = x.add(this.self_attn.forward(this.input_layernorm.forward(x), ctx, cache));
+    return h.add(this.mlp.forward(this.post_attention_layernorm.forward(h)));
+  }
+}
+
+export class DecoderModel extends Module {
+  declare embed_tokens: Embedding;
+  declare layers: Module[];
+  declare norm: RMSNorm;
+  constructor(vocab: number, hidden: number, eps: number, layers: DecoderLayer[]) {
+    super();
+    this.child("embed_tokens", new Embedding(vocab, hidden));
+    this.child("layers", layers);
+    this.child("norm", new RMSNorm(hidden, eps));
+  }
+}
+
+export interface ForwardOptions {
+  cache?: KVCache;
+  /** Extra attention mask broadcastable to (B, H, T, past + T): boolean (true = attend) or additive. */
+  mask?: Tensor | null;
+  /** Positions (i32, (B or 1, T)); default past … past + T − 1. */
+  positions?: Tensor;
+}
+
+/** What `fathom info` reports. */
+export interface ModelInfo {
+  architecture: string; model_type: string; parameters: number; activated_parameters: number; dtype: string;
+  context_length: number; layers: number; hidden_size: number; vocab_size: number;
+  kv_cache_bytes_per_token: number; mha_kv_cache_bytes_per_token?: number;
+}
+
+export abstract class CausalLM extends Module {
+  declare model: DecoderModel;
+  declare lm_head: Linear;
+  abstract readonly modelType: string;
+  abstract readonly architecture: string;
+  /** config.json as read (unknown keys kept, so saving writes them back). */
+  abstract readonly rawConfig: RawConfig;
+  readonly tieWordEmbeddings: boolean;
+
+  constructor(model: DecoderModel, vocab: number, hidden: number, tie: boolean) {
+    super();
+    this.child("model", model);
+    this.tieWordEmbeddings = tie;
+    const head = new Linear(hidden, vocab);
+    if (tie) head.weight = model.embed_tokens.weight;          // shared, and not saved twice
+    else this.child("lm_head", head);
+    (this as { lm_head: Linear }).lm_head = head;
+  }
+
+  get layers(): DecoderLayer[] { return this.model.layers as DecoderLayer[]; }
+
+  /** Final hidden states (B, T, D) after the last norm. */
+  hidden(ids: Tensor, o: ForwardOptions = {}): Tensor {
+    const T = ids.shape[1];
+    const past = o.cache?.length ?? 0;
+    const positions = o.positions ?? arange(past, past + T).reshape(1, T);
+    const ctx: AttentionContext = { positions, pastLength: past, mask: o.mask };
+    let h = this.model.embed_tokens.forward(ids);
+    this.layers.forEach((layer, i) => { h = layer.forward(h, ctx, o.cache?.layers[i]); });
+    if (o.cache) o.cache.length += T;
+    return this.model.norm.forward(h);
+  }
+
+  /** Logits (B, T, vocab) for token ids (B, T). With a cache, ids are the new tokens after what it holds. */
+  forward(ids: Tensor, o: ForwardOptions = {}): Tensor {
+    if (this.tieWordEmbeddings) this.lm_head.weight = this.model.embed_tokens.weight;
+    return this.lm_head.forward(this.hidden(ids, o));
+  }
+
+  newCache(): KVCache { return new KVCache(this.layers.length); }
+
+  /** Greedy decoding: the new ids and each one's log-probability (no sampling; see generate() for the knobs). */
+  generateGreedy(promptIds: number[], maxNewTokens: number, eos: number[] = []): { tokenIds: number[]; logprobs: number[] } {
+    return noGrad(() => {
+      const cache = this.newCache();
+      const tokenIds: number[] = [], logprobs: number[] = [];
+      let input = new Tensor(Int32Array.from(promptIds), "i32", [1, promptIds.length]);
+      for (let step = 0; step < maxNewTokens; step++) {
+        const logits = this.forward(input, { cache });
+        const last = logits.slice(1, logits.shape[1] - 1).reshape(-1).to("f32");
+        const lp = last.logSoftmax(-1);
+        const next = lp.argmax().item();
+        tokenIds.push(next);
+        logprobs.push(lp.toArray()[next]);
+        if (eos.includes(next)) break;
+        input = new Tensor(Int32Array.of(next), "i32", [1, 1]);
+      }
+      return { tokenIds, logprobs };
+    });
+  }
+
+  abstract info(): ModelInfo;
+}

@@ -1,0 +1,59 @@
+// Basic layers: Linear (HF weight layout [out, in]), Embedding, RMSNorm and the SwiGLU MLP.
+import { Tensor } from "../core/tensor.js";
+import { zeros } from "../core/ops/create.js";
+import { embedding } from "../core/ops/index_ops.js";
+import { rmsNorm } from "../core/fused/rms_norm.js";
+import { swiglu } from "../core/fused/swiglu.js";
+import { Module } from "./module.js";
+
+export class Linear extends Module {
+  declare weight: Tensor;
+  declare bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, bias = false) {
+    super();
+    this.param("weight", zeros([outFeatures, inFeatures]));
+    this.param("bias", bias ? zeros([outFeatures]) : null);
+  }
+  forward(x: Tensor): Tensor {
+    const y = x.matmul(this.weight.T);                               // (..., in) @ (in, out)
+    return this.bias ? y.add(this.bias) : y;
+  }
+}
+
+export class Embedding extends Module {
+  declare weight: Tensor;
+  constructor(readonly num: number, readonly dim: number) {
+    super();
+    this.param("weight", zeros([num, dim]));
+  }
+  forward(ids: Tensor): Tensor { return embedding(this.weight, ids); }
+}
+
+export class RMSNorm extends Module {
+  declare weight: Tensor;
+  constructor(readonly dim: number, readonly eps = 1e-6) {
+    super();
+    this.param("weight", zeros([dim]).add(1));
+  }
+  /** Computed in f32 and returned in x's dtype (HF LlamaRMSNorm). */
+  forward(x: Tensor): Tensor {
+    const w = this.weight.dtype === x.dtype || x.dtype !== "f32" ? this.weight : this.weight.to(x.dtype);
+    return rmsNorm(x, w, this.eps);
+  }
+}
+
+/** down(silu(gate(x)) * up(x)). */
+export class MLP extends Module {
+  declare gate_proj: Linear;
+  declare up_proj: Linear;
+  declare down_proj: Linear;
+  constructor(hidden: number, intermediate: number) {
+    super();
+    this.child("gate_proj", new Linear(hidden, intermediate));
+    this.child("up_proj", new Linear(hidden, intermediate));
+    this.child("down_proj", new Linear(intermediate, hidden));
+  }
+  forward(x: Tensor): Tensor {
+    return this.down_proj.forward(swiglu(this.gate_proj.forward(x), this.up_proj.forward(x)));
+  }
+}
