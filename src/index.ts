@@ -36,3 +36,4 @@ export { modelFromConfig, randomModel, SUPPORTED_MODEL_TYPES } from "./models/re
 export { AutoModelForCausalLM } from "./io/auto.js";
 export { loadFolder, saveFolder } from "./io/hf_folder.js";
 export { SafetensorsFile, SafetensorsCheckpoint, saveSafetensors, saveSharded, dequantFp8 } from "./io/safetensors.js";
+export type { TensorInfo, SaveShardedOptions } from "./io/safetensors.js";

@@ -160,7 +160,7 @@ const Path P_AVX512_BF16F32 = {V_AVX512_BF16F32, 14, 32, 256, 224, 1, 4, 1, gemm
 #endif
 
 Path tuned(Path p) {
-  // Development knobs (FATHOM_GEMM_KC / FATHOM_GEMM_MC); harmless in production.
+  // Development knobs for tuning (FATHOM_GEMM_KC / _MC / _JW / _NOPF); unset in production.
   static const int64_t kc = [] { const char* s = std::getenv("FATHOM_GEMM_KC"); return s ? std::atoll(s) : 0; }();
   static const int64_t mc = [] { const char* s = std::getenv("FATHOM_GEMM_MC"); return s ? std::atoll(s) : 0; }();
   if (kc > 0) p.kc = ((kc + 1) & ~int64_t(1)) * (p.kstep == 2 ? 2 : 1);

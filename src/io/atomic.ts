@@ -6,7 +6,7 @@ import { FathomError } from "../core/errors.js";
 
 /** Writes through `write(fd)` into a temp file, then renames it to `path`. */
 export function writeAtomic(path: string, write: (fd: number) => void, op = "io"): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
   let fd: number | null = null;
   try {
     fd = openSync(tmp, "wx");
@@ -18,15 +18,16 @@ export function writeAtomic(path: string, write: (fd: number) => void, op = "io"
   } catch (e) {
     if (fd !== null) try { closeSync(fd); } catch { /* already failing */ }
     try { unlinkSync(tmp); } catch { /* not created */ }
-    if (e instanceof FathomError) throw e;
-    throw new FathomError(op, `cannot write ${path}: ${(e as Error).message}`);
+    // Errors of the caller's own (a tensor that cannot be read, ...) pass through; file-system errors get named.
+    if (e instanceof FathomError || !(e as NodeJS.ErrnoException).code) throw e;
+    throw new FathomError(op, `${path}: cannot write: ${(e as Error).message}`);
   }
 }
 
-/** Writes all bytes of a buffer at the current position. */
+/** Writes all bytes of a buffer at the current position, in pieces of at most 1 GiB (Node refuses single writes over 2 GiB). */
 export function writeAll(fd: number, data: Uint8Array): void {
   let off = 0;
-  while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+  while (off < data.length) off += writeSync(fd, data, off, Math.min(data.length - off, 1 << 30));
 }
 
 export function writeTextAtomic(path: string, text: string, op = "io"): void {

@@ -72,9 +72,9 @@ export function loadFolder(dir: string, o: LoadOptions = {}): CausalLM {
 export function saveFolder(model: CausalLM, dir: string, o: SaveOptions = {}): void {
   mkdirSync(dir, { recursive: true });
   const sd = model.stateDict();
-  const dtypes = new Set([...sd.values()].filter((t) => isFloat(t.dtype)).map((t) => t.dtype));
   const cfg: Record<string, unknown> = { ...model.rawConfig };
-  if (dtypes.size === 1) cfg.torch_dtype = { f32: "float32", bf16: "bfloat16", f16: "float16", f64: "float64" }[[...dtypes][0] as string];
+  const dt = model.model.embed_tokens.weight.dtype;            // the weights' dtype (router biases stay f32)
+  if (isFloat(dt)) cfg.torch_dtype = { f32: "float32", bf16: "bfloat16", f16: "float16", f64: "float64" }[dt];
   saveSharded(dir, sd, { maxShardBytes: o.maxShardBytes, metadata: { format: "pt" } });
   writeTextAtomic(join(dir, "config.json"), JSON.stringify(cfg, null, 2) + "\n", "hf");
   const gen = model.generationConfig ?? { _from_model_config: true, bos_token_id: cfg.bos_token_id, eos_token_id: cfg.eos_token_id };

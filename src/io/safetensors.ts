@@ -2,8 +2,9 @@
 // zero-copy views over the mapped bytes when aligned. Every header field is validated before any byte is read,
 // so bad files raise FormatError naming the file and tensor. Also: atomic writes, sharded checkpoints
 // (model.safetensors.index.json) and DeepSeek-V3 FP8 (F8_E4M3) decoding with block-wise dequantization.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
-import { basename, dirname, isAbsolute, join } from "node:path";
+import { existsSync, mkdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
+import { writeAll, writeAtomic } from "./atomic.js";
+import { dirname, isAbsolute, join } from "node:path";
 import { DTYPES, f16ToF32, isFloat, type DType } from "../core/dtype.js";
 import { DTypeError, FathomError, FormatError, ShapeError, fmtShape } from "../core/errors.js";
 import { Tensor } from "../core/tensor.js";
@@ -108,7 +109,7 @@ export class SafetensorsFile {
 
   info(name: string): TensorInfo {
     const e = this.entries.get(name);
-    if (!e) throw new FathomError(OP, `${this.path}: no tensor '${name}' (the file has ${this.entries.size})`);
+    if (!e) throw new FathomError(OP, `${this.path}: no tensor '${name}' (the file has ${this.entries.size} tensors)`);
     return { ...e, shape: [...e.shape] };
   }
 
@@ -219,29 +220,6 @@ function parseHeader(buf: ArrayBuffer, file: string): { metadata: Record<string,
 type TensorMap = Record<string, Tensor> | Map<string, Tensor>;
 const toEntries = (t: TensorMap): [string, Tensor][] => (t instanceof Map ? [...t.entries()] : Object.entries(t));
 
-/** Writes via a temp file in the same directory, fsync and rename: either the whole file appears or none. */
-function writeAtomic(path: string, write: (fd: number) => void): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fd: number | null = null;
-  try {
-    fd = openSync(tmp, "wx");
-    write(fd);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(tmp, path);
-  } catch (e) {
-    if (fd !== null) try { closeSync(fd); } catch { /* already failing */ }
-    try { unlinkSync(tmp); } catch { /* never created */ }
-    if (e instanceof FathomError || !(e as NodeJS.ErrnoException).code) throw e;
-    throw new FathomError(OP, `${path}: cannot write: ${(e as Error).message}`);
-  }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off, Math.min(bytes.length - off, 1 << 30));
-}
-
 function tensorBytes(t: Tensor): Uint8Array {
   const b = t.buffer();
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -276,7 +254,7 @@ export function saveSafetensors(path: string, tensors: TensorMap, metadata?: Rec
   writeAtomic(path, (fd) => {
     writeAll(fd, head);
     for (const [, t] of list) writeAll(fd, tensorBytes(t));
-  });
+  }, OP);
 }
 
 // ---- sharded checkpoints
@@ -383,6 +361,6 @@ export function saveSharded(dir: string, tensors: TensorMap, opts: SaveShardedOp
     written.push(join(dir, file));
   });
   const index = new TextEncoder().encode(JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + "\n");
-  writeAtomic(join(dir, INDEX), (fd) => writeAll(fd, index));
+  writeAtomic(join(dir, INDEX), (fd) => writeAll(fd, index), OP);
   return [...written, join(dir, INDEX)];
 }
