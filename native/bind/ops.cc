@@ -23,7 +23,7 @@ int64_t mul(const Napi::CallbackInfo& info, const char* op, int64_t a, int64_t b
 Napi::TypedArray typed_named(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,
                              napi_typedarray_type type, const char* tname) {
   if (i >= info.Length() || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != type)
-    throw_arg(info, op, std::string(name) + " (argument " + S(static_cast<int64_t>(i)) + ") must be a " + tname);
+    throw_arg(info, op, std::string(name) + " (argument " + S(static_cast<int64_t>(i)) + ") must be " + (tname[0] == 'I' ? "an " : "a ") + tname);
   return info[i].As<Napi::TypedArray>();
 }
 

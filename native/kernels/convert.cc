@@ -46,47 +46,25 @@ void gather(int64_t len, const uint8_t* src, int64_t stride, uint8_t* dst) {
 void copy_strided(int elem_bytes, int ndim, const int64_t* shape, const uint8_t* src, int64_t offset,
                   const int64_t* strides, uint8_t* dst) {
   if (ndim > kMaxDims) return;  // rejected by the binding
-  int64_t sh[kMaxDims], st[kMaxDims];
+  int64_t sh[kMaxDims], st[1][kMaxDims];
   int nd = 0;
   for (int d = 0; d < ndim; d++) {
     if (shape[d] == 0) return;
     if (shape[d] == 1) continue;
-    if (nd > 0 && st[nd - 1] == strides[d] * shape[d]) { sh[nd - 1] *= shape[d]; st[nd - 1] = strides[d]; }
-    else { sh[nd] = shape[d]; st[nd] = strides[d]; nd++; }
+    if (nd > 0 && st[0][nd - 1] == strides[d] * shape[d]) { sh[nd - 1] *= shape[d]; st[0][nd - 1] = strides[d]; }
+    else { sh[nd] = shape[d]; st[0][nd] = strides[d]; nd++; }
   }
-  if (nd == 0) { sh[0] = 1; st[0] = 0; nd = 1; }
-  int64_t total = 1;
-  for (int d = 0; d < nd; d++) total *= sh[d];
-  const int64_t eb = elem_bytes, inner = sh[nd - 1], is = st[nd - 1];
+  if (nd == 0) { sh[0] = 1; st[0][0] = 0; nd = 1; }
+  const int64_t eb = elem_bytes, is = st[0][nd - 1];
   const uint8_t* base = src + offset * eb;
-  auto row = [&](int64_t len, int64_t off, int64_t pos) {
-    const uint8_t* s = base + off * eb;
+  strided_for<1>(nd, sh, st, [&](int64_t len, const int64_t* off, int64_t pos) {
+    const uint8_t* s = base + off[0] * eb;
     uint8_t* d = dst + pos * eb;
     switch (elem_bytes) {
       case 1: gather<1>(len, s, is, d); break;
       case 2: gather<2>(len, s, is, d); break;
       case 4: gather<4>(len, s, is, d); break;
       default: gather<8>(len, s, is, d); break;
-    }
-  };
-  parallel_for(total, ops_grain(total, eb > 4 ? 2 : 1), [&](int64_t lo, int64_t hi) {
-    int64_t idx[kMaxDims];
-    int64_t off = 0, r = lo;
-    for (int d = nd - 1; d >= 0; d--) { idx[d] = r % sh[d]; r /= sh[d]; off += idx[d] * st[d]; }
-    int64_t pos = lo;
-    while (pos < hi) {
-      int64_t len = inner - idx[nd - 1];
-      if (len > hi - pos) len = hi - pos;
-      row(len, off, pos);
-      pos += len;
-      idx[nd - 1] += len; off += len * is;
-      if (idx[nd - 1] < inner) break;
-      idx[nd - 1] = 0; off -= inner * is;
-      for (int d = nd - 2; d >= 0; d--) {
-        idx[d]++; off += st[d];
-        if (idx[d] < sh[d]) break;
-        idx[d] = 0; off -= sh[d] * st[d];
-      }
     }
   });
 }

@@ -28,6 +28,10 @@ const double kSqrt2OverPi = 0.79788456080286535588;
 const double kGeluC = 0.044715;
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float sig_deriv(float x) {  // s(1-s) = e / (1+e)^2, e = exp(-|x|)
+  float e = std::exp(-std::fabs(x)), d = 1.0f + e;
+  return e / (d * d);
+}
 
 inline float unary_one(int op, float x) {
   switch (op) {
@@ -58,10 +62,7 @@ inline float unary_grad_one(int op, float x, float dy) {
     case U_LOG: return dy / x;
     case U_SQRT: return 0.5f * dy / std::sqrt(x);
     case U_RSQRT: return -0.5f * dy * (1.0f / std::sqrt(x)) / x;
-    case U_SILU: {
-      float s = sigmoid(x);
-      return dy * (s * (1.0f + x * (1.0f - s)));
-    }
+    case U_SILU: return dy * (sigmoid(x) + x * sig_deriv(x));
     case U_GELU: {
       double d = x;
       double g = 0.5 * std::erfc(-d * kInvSqrt2) + d * kInvSqrt2Pi * std::exp(-0.5 * d * d);
@@ -70,17 +71,14 @@ inline float unary_grad_one(int op, float x, float dy) {
     case U_GELU_TANH: {
       double d = x, u = kSqrt2OverPi * (d + kGeluC * d * d * d);
       double du = 2.0 * kSqrt2OverPi * (1.0 + 3.0 * kGeluC * d * d);
-      double s = 1.0 / (1.0 + std::exp(-2.0 * u));
-      return static_cast<float>(dy * (s + d * s * (1.0 - s) * du));
+      double s = 1.0 / (1.0 + std::exp(-2.0 * u)), e = std::exp(-2.0 * std::fabs(u));
+      return static_cast<float>(dy * (s + d * (e / ((1.0 + e) * (1.0 + e))) * du));
     }
     case U_TANH: {
-      float t = std::tanh(x);
-      return dy * (1.0f - t * t);
+      float e = std::exp(-2.0f * std::fabs(x)), d = 1.0f + e;
+      return dy * (4.0f * e / (d * d));
     }
-    case U_SIGMOID: {
-      float s = sigmoid(x);
-      return dy * (s * (1.0f - s));
-    }
+    case U_SIGMOID: return dy * sig_deriv(x);
     case U_ABS: return x > 0.0f ? dy : x < 0.0f ? -dy : 0.0f;
     case U_SQUARE: return 2.0f * x * dy;
     case U_RECIP: return -(dy / (x * x));
@@ -132,7 +130,7 @@ void swiglu_bwd(int64_t n, const float* g, const float* u, const float* dout, fl
     float gv = g[i], uv = u[i], d = dout[i];
     float s = sigmoid(gv);
     du[i] = d * (gv * s);
-    dg[i] = d * uv * (s * (1.0f + gv * (1.0f - s)));
+    dg[i] = d * uv * (s + gv * sig_deriv(gv));
   }
 }
 
@@ -169,67 +167,30 @@ void swiglu_backward_f32(int64_t n, const float* g, const float* u, const float*
 
 namespace {
 const int kMaxDims = 64;
-
-// Drops size-1 dimensions and merges dimensions that are contiguous in both inputs. Returns the new rank
-// (>= 1) or 0 when the shape is empty (some dimension is 0).
-int coalesce2(int ndim, const int64_t* shape, const int64_t* as, const int64_t* bs, int64_t* sh, int64_t* sa,
-              int64_t* sb) {
-  int nd = 0;
-  for (int d = 0; d < ndim; d++) {
-    if (shape[d] == 0) return 0;
-    if (shape[d] == 1) continue;
-    if (nd > 0 && sa[nd - 1] == as[d] * shape[d] && sb[nd - 1] == bs[d] * shape[d]) {
-      sh[nd - 1] *= shape[d]; sa[nd - 1] = as[d]; sb[nd - 1] = bs[d];
-    } else {
-      sh[nd] = shape[d]; sa[nd] = as[d]; sb[nd] = bs[d]; nd++;
-    }
-  }
-  if (nd == 0) { sh[0] = 1; sa[0] = 0; sb[0] = 0; nd = 1; }
-  return nd;
-}
 }  // namespace
 
 void binary_f32(int op, int ndim, const int64_t* shape, const float* a, const int64_t* as, const float* b,
                 const int64_t* bs, float* out) {
   if (ndim > kMaxDims) return;  // rejected by the binding
-  int64_t sh[kMaxDims], sa[kMaxDims], sb[kMaxDims];
-  int nd = coalesce2(ndim, shape, as, bs, sh, sa, sb);
-  if (nd == 0) return;
-  int64_t total = 1;
-  for (int d = 0; d < nd; d++) total *= sh[d];
-  const OpsTable& T = ops_table();
-  const int64_t inner = sh[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
-  const bool vec = op != B_POW && (ia == 0 || ia == 1) && (ib == 0 || ib == 1) && (ia | ib);
-  auto row = [&](int64_t len, const float* pa, const float* pb, float* po) {
-    if (vec) T.binary_row(op, len, pa, ia, pb, ib, po);
-    else ops_scalar::binary_row(op, len, pa, ia, pb, ib, po);
-  };
-  if (nd == 1) {
-    parallel_for(total, ops_grain(total, 1), [&](int64_t lo, int64_t hi) { row(hi - lo, a + lo * ia, b + lo * ib, out + lo); });
-    return;
+  // Drop size-1 dimensions, merge dimensions contiguous in both inputs.
+  int64_t sh[kMaxDims], st[2][kMaxDims];
+  int nd = 0;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] == 0) return;
+    if (shape[d] == 1) continue;
+    if (nd > 0 && st[0][nd - 1] == as[d] * shape[d] && st[1][nd - 1] == bs[d] * shape[d]) {
+      sh[nd - 1] *= shape[d]; st[0][nd - 1] = as[d]; st[1][nd - 1] = bs[d];
+    } else {
+      sh[nd] = shape[d]; st[0][nd] = as[d]; st[1][nd] = bs[d]; nd++;
+    }
   }
-  parallel_for(total, ops_grain(total, 1), [&](int64_t lo, int64_t hi) {
-    int64_t idx[kMaxDims];
-    int64_t oa = 0, ob = 0, r = lo;
-    for (int d = nd - 1; d >= 0; d--) {
-      idx[d] = r % sh[d]; r /= sh[d];
-      oa += idx[d] * sa[d]; ob += idx[d] * sb[d];
-    }
-    int64_t pos = lo;
-    while (pos < hi) {
-      int64_t len = inner - idx[nd - 1];
-      if (len > hi - pos) len = hi - pos;
-      row(len, a + oa, b + ob, out + pos);
-      pos += len;
-      idx[nd - 1] += len; oa += len * ia; ob += len * ib;
-      if (idx[nd - 1] < inner) break;  // only at the end of the chunk
-      idx[nd - 1] = 0; oa -= inner * ia; ob -= inner * ib;
-      for (int d = nd - 2; d >= 0; d--) {
-        idx[d]++; oa += sa[d]; ob += sb[d];
-        if (idx[d] < sh[d]) break;
-        idx[d] = 0; oa -= sh[d] * sa[d]; ob -= sh[d] * sb[d];
-      }
-    }
+  if (nd == 0) { sh[0] = 1; st[0][0] = 0; st[1][0] = 0; nd = 1; }
+  const OpsTable& T = ops_table();
+  const int64_t ia = st[0][nd - 1], ib = st[1][nd - 1];
+  const bool vec = op != B_POW && (ia == 0 || ia == 1) && (ib == 0 || ib == 1) && (ia | ib);
+  strided_for<2>(nd, sh, st, [&](int64_t len, const int64_t* off, int64_t pos) {
+    if (vec) T.binary_row(op, len, a + off[0], ia, b + off[1], ib, out + pos);
+    else ops_scalar::binary_row(op, len, a + off[0], ia, b + off[1], ib, out + pos);
   });
 }
 

@@ -123,4 +123,86 @@ static inline int64_t ops_grain(int64_t n, int64_t cost) {
   return (g + 15) & ~static_cast<int64_t>(15);
 }
 
+// ---- strided iteration (baseline kernels only: never instantiate in an ISA translation unit)
+// Visits every element of a coalesced shape sh[0..nd) (row-major, output contiguous) as runs along the last
+// dimension: row(len, off, pos) with off[i] the element offset of input i (strides st[i]) and pos the
+// output offset. When an input reads the last dimension with a stride other than 0/±1 while another
+// dimension has stride ±1 (a transpose), the two dimensions are walked in 32x32 tiles so both sides stay in
+// cache. Work is split over the pool.
+template <int NI, class Row>
+void strided_for(int nd, const int64_t* sh, const int64_t (*st)[64], Row&& row) {
+  const int64_t T = 32;
+  int64_t total = 1;
+  for (int d = 0; d < nd; d++) total *= sh[d];
+  if (total == 0) return;
+  const int last = nd - 1;
+  const int64_t inner = sh[last];
+  int k = -1;
+  for (int i = 0; i < NI && k < 0; i++) {
+    int64_t si = st[i][last] < 0 ? -st[i][last] : st[i][last];
+    if (si <= 1 || inner < 2) continue;
+    for (int d = 0; d < last; d++)
+      if ((st[i][d] == 1 || st[i][d] == -1) && sh[d] >= 2) { k = d; break; }
+  }
+  if (k < 0) {
+    parallel_for(total, ops_grain(total, 1), [&](int64_t lo, int64_t hi) {
+      int64_t idx[64], off[NI];
+      for (int i = 0; i < NI; i++) off[i] = 0;
+      int64_t r = lo;
+      for (int d = last; d >= 0; d--) {
+        idx[d] = r % sh[d]; r /= sh[d];
+        for (int i = 0; i < NI; i++) off[i] += idx[d] * st[i][d];
+      }
+      int64_t pos = lo;
+      while (pos < hi) {
+        int64_t len = inner - idx[last];
+        if (len > hi - pos) len = hi - pos;
+        row(len, off, pos);
+        pos += len;
+        idx[last] += len;
+        for (int i = 0; i < NI; i++) off[i] += len * st[i][last];
+        if (idx[last] < inner) break;
+        idx[last] = 0;
+        for (int i = 0; i < NI; i++) off[i] -= inner * st[i][last];
+        for (int d = last - 1; d >= 0; d--) {
+          idx[d]++;
+          for (int i = 0; i < NI; i++) off[i] += st[i][d];
+          if (idx[d] < sh[d]) break;
+          idx[d] = 0;
+          for (int i = 0; i < NI; i++) off[i] -= sh[d] * st[i][d];
+        }
+      }
+    });
+    return;
+  }
+  int64_t ostride[64];
+  ostride[last] = 1;
+  for (int d = last - 1; d >= 0; d--) ostride[d] = ostride[d + 1] * sh[d + 1];
+  const int64_t kblocks = (sh[k] + T - 1) / T;
+  const int64_t outer = total / (sh[k] * inner);
+  const int64_t tasks = outer * kblocks;
+  parallel_for(tasks, ops_grain(tasks, T * inner), [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; t++) {
+      int64_t o = t / kblocks, k0 = (t % kblocks) * T;
+      int64_t k1 = k0 + T < sh[k] ? k0 + T : sh[k];
+      int64_t base[NI], pos0 = 0;
+      for (int i = 0; i < NI; i++) base[i] = 0;
+      for (int d = last - 1; d >= 0; d--) {  // unravel o over the dimensions other than k and last
+        if (d == k) continue;
+        int64_t id = o % sh[d]; o /= sh[d];
+        pos0 += id * ostride[d];
+        for (int i = 0; i < NI; i++) base[i] += id * st[i][d];
+      }
+      for (int64_t j0 = 0; j0 < inner; j0 += T) {
+        int64_t len = inner - j0 < T ? inner - j0 : T;
+        for (int64_t kk = k0; kk < k1; kk++) {
+          int64_t off[NI];
+          for (int i = 0; i < NI; i++) off[i] = base[i] + kk * st[i][k] + j0 * st[i][last];
+          row(len, off, pos0 + kk * ostride[k] + j0);
+        }
+      }
+    }
+  });
+}
+
 }  // namespace fathom

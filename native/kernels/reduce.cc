@@ -53,7 +53,7 @@ void reduce_cols(int op, int64_t n, int64_t width, int64_t stride, const float* 
 
 namespace {
 const int64_t kRowPiece = 65536;   // long rows reduce in pieces of this many elements
-const int64_t kColBlock = 128;     // columns per task when inner > 1
+const int64_t kColBlock = 256;     // columns per task when inner > 1
 }  // namespace
 
 void reduce_f32(int op, int64_t outer, int64_t n, int64_t inner, const float* x, float* y) {

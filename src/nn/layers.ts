@@ -14,8 +14,11 @@ export class Linear extends Module {
     this.param("weight", zeros([outFeatures, inFeatures]));
     this.param("bias", bias ? zeros([outFeatures]) : null);
   }
+  /** In the weight's dtype, as a Hugging Face model loaded in bf16 computes (bf16 GEMM with f32 accumulation). */
   forward(x: Tensor): Tensor {
-    const y = x.matmul(this.weight.T);                               // (..., in) @ (in, out)
+    const w = this.weight;
+    if (x.dtype !== w.dtype && (w.dtype === "bf16" || w.dtype === "f16")) x = x.to(w.dtype);
+    const y = x.matmul(w.T);                                          // (..., in) @ (in, out)
     return this.bias ? y.add(this.bias) : y;
   }
 }

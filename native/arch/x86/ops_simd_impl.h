@@ -56,6 +56,22 @@ static inline VF v_log(VF x) {
   return v_sel(v_isnan(x), x, r);
 }
 
+// sigmoid'(x) = s(1-s) = e / (1+e)² with e = exp(-|x|): no cancellation, no overflow.
+static inline VF v_sig_deriv(VF x) {
+  VF e = v_exp(v_neg(v_abs(x)));
+  VF d = v_add(v_set1(1.0f), e);
+  return v_div(e, v_mul(d, d));
+}
+
+// sigmoid(x) and sigmoid'(x) from one exp and one division.
+static inline void v_sig_both(VF x, VF* s, VF* sd) {
+  VF e = v_exp(v_neg(v_abs(x)));
+  VF r = v_div(v_set1(1.0f), v_add(v_set1(1.0f), e));
+  VF er = v_mul(e, r);
+  *s = v_sel(v_lt(x, v_zero()), er, r);
+  *sd = v_mul(er, r);
+}
+
 static inline VF v_sigmoid(VF x) { return v_div(v_set1(1.0f), v_add(v_set1(1.0f), v_exp(v_neg(x)))); }
 
 static inline VF v_tanh(VF x) {
@@ -73,8 +89,8 @@ static inline VF v_tanh(VF x) {
   return v_sel(v_lt(a, v_set1(0.625f)), small, big);
 }
 
-// erfc(a) for a >= 0 (NaN -> NaN).
-static inline VF v_erfc_pos(VF a) {
+// erfc(a) for a >= 0 (NaN -> NaN), given a² = sq - res exactly (sq the rounded square, res the residual).
+static inline VF v_erfc_pos(VF a, VF sq, VF res) {
   const VF one = v_set1(1.0f), two = v_set1(2.0f);
   VF m = v_sub(a, two), p = v_add(a, two);
   VF r = v_div(one, p);
@@ -97,18 +113,29 @@ static inline VF v_erfc_pos(VF a) {
   q = v_fma(p, r, r);
   e = v_fma(v_fma(q, v_neg(a), v_set1(0.5f)), two, v_sub(p, q));
   r = v_fma(e, r, q);
-  VF s = v_mul(a, a);
-  e = v_exp(v_neg(s));
-  t = v_fma(a, v_neg(a), s);
-  r = v_fma(r, e, v_mul(v_mul(r, e), t));
+  e = v_exp(v_neg(sq));
+  r = v_fma(r, e, v_mul(v_mul(r, e), res));
   r = v_sel(v_gt(a, v_set1(10.0546875f)), v_zero(), r);
   return v_sel(v_isnan(a), a, r);
 }
 
+// x²/2 = sq - res exactly (barring underflow).
+static inline void v_half_square(VF x, VF* sq, VF* res) {
+  VF p = v_mul(x, x);
+  *sq = v_mul(v_set1(0.5f), p);
+  *res = v_mul(v_set1(-0.5f), v_fms(x, x, p));
+}
+
 // Standard normal CDF Φ(x) = 0.5 erfc(-x/√2), accurate in both tails.
-static inline VF v_phi(VF x) {
-  VF c = v_mul(v_set1(0.5f), v_erfc_pos(v_mul(v_abs(x), v_set1(0.70710678118654752f))));
+static inline VF v_phi(VF x, VF sq, VF res) {
+  VF c = v_mul(v_set1(0.5f), v_erfc_pos(v_mul(v_abs(x), v_set1(0.70710678118654752f)), sq, res));
   return v_sel(v_lt(x, v_zero()), c, v_sub(v_set1(1.0f), c));
+}
+
+// exp(-x²/2) / √(2π)
+static inline VF v_normal_pdf(VF sq, VF res) {
+  VF e = v_exp(v_neg(sq));
+  return v_mul(v_set1(0.39894228040143268f), v_fma(e, res, e));
 }
 
 static const float kSqrt2OverPi = 0.79788456080286536f;
@@ -128,7 +155,11 @@ static inline VF v_unary(int op, VF x) {
     case U_SQRT: return v_sqrt(x);
     case U_RSQRT: return v_div(v_set1(1.0f), v_sqrt(x));
     case U_SILU: return v_div(x, v_add(v_set1(1.0f), v_exp(v_neg(x))));
-    case U_GELU: return v_mul(x, v_phi(x));
+    case U_GELU: {
+      VF sq, res;
+      v_half_square(x, &sq, &res);
+      return v_mul(x, v_phi(x, sq, res));
+    }
     case U_GELU_TANH: return v_gelu_tanh(x);
     case U_TANH: return v_tanh(x);
     case U_SIGMOID: return v_sigmoid(x);
@@ -150,29 +181,31 @@ static inline VF v_unary_grad(int op, VF x, VF dy) {
       VF r = v_div(one, v_sqrt(x));
       return v_mul(v_mul(v_set1(-0.5f), dy), v_div(r, x));
     }
-    case U_SILU: {
-      VF s = v_sigmoid(x);
-      return v_mul(dy, v_mul(s, v_fma(x, v_sub(one, s), one)));
+    case U_SILU: {  // s + x s(1-s)
+      VF sg, sd;
+      v_sig_both(x, &sg, &sd);
+      return v_mul(dy, v_fma(x, sd, sg));
     }
     case U_GELU: {  // Φ(x) + x φ(x)
-      VF pdf = v_mul(v_set1(0.39894228040143268f), v_exp(v_mul(v_set1(-0.5f), v_mul(x, x))));
-      return v_mul(dy, v_fma(x, pdf, v_phi(x)));
+      VF sq, res;
+      v_half_square(x, &sq, &res);
+      return v_mul(dy, v_fma(x, v_normal_pdf(sq, res), v_phi(x, sq, res)));
     }
     case U_GELU_TANH: {  // s + x s (1-s) 2u', s = sigmoid(2u)
       VF x2 = v_mul(x, x);
       VF u = v_mul(v_set1(kSqrt2OverPi), v_fma(v_mul(v_set1(kGeluC), x), x2, x));
       VF du = v_mul(v_set1(2.0f * kSqrt2OverPi), v_fma(v_set1(3.0f * kGeluC), x2, one));
-      VF s = v_sigmoid(v_add(u, u));
-      return v_mul(dy, v_fma(v_mul(x, v_mul(s, v_sub(one, s))), du, s));
+      VF sg, sd;
+      v_sig_both(v_add(u, u), &sg, &sd);
+      return v_mul(dy, v_fma(v_mul(x, sd), du, sg));
     }
-    case U_TANH: {
-      VF t = v_tanh(x);
-      return v_mul(dy, v_fnma(t, t, one));
+    case U_TANH: {  // sech² x = 4e / (1+e)², e = exp(-2|x|)
+      VF a = v_abs(x);
+      VF e = v_exp(v_mul(v_set1(-2.0f), a));
+      VF d = v_add(one, e);
+      return v_mul(dy, v_div(v_mul(v_set1(4.0f), e), v_mul(d, d)));
     }
-    case U_SIGMOID: {
-      VF s = v_sigmoid(x);
-      return v_mul(dy, v_mul(s, v_sub(one, s)));
-    }
+    case U_SIGMOID: return v_mul(dy, v_sig_deriv(x));
     case U_ABS:
       return v_sel(v_gt(x, v_zero()), dy, v_sel(v_lt(x, v_zero()), v_neg(dy), v_zero()));
     case U_SQUARE: return v_mul(v_add(x, x), dy);
@@ -302,48 +335,52 @@ float minmax_row(int is_max, int64_t n, const float* x) {
   return t < r ? t : r;
 }
 
+// Columns go in slabs of up to 256 with the accumulators in an L1-resident buffer; every column still sums
+// its rows in order (f64), as the scalar path does.
 void reduce_cols(int op, int64_t n, int64_t width, int64_t stride, const float* x, float* y) {
-  int64_t j = 0;
-  if (op == R_SUM) {
-    for (; j + 2 * W <= width; j += 2 * W) {
-      VD a0 = vd_zero(), a1 = vd_zero(), a2 = vd_zero(), a3 = vd_zero();
-      const float* p = x + j;
+  const int64_t S = 256;
+  for (int64_t j0 = 0; j0 < width; j0 += S) {
+    const int64_t w = width - j0 < S ? width - j0 : S;
+    if (op == R_SUM) {
+      double acc[S];
+      for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
+      const float* p = x + j0;
       for (int64_t k = 0; k < n; k++, p += stride) {
-        VF u = v_ld(p), w = v_ld(p + W);
-        a0 = vd_add(a0, vd_lo(u)); a1 = vd_add(a1, vd_hi(u));
-        a2 = vd_add(a2, vd_lo(w)); a3 = vd_add(a3, vd_hi(w));
+        for (int64_t j = 0; j < w; j += W) {
+          int64_t c = w - j < W ? w - j : W;
+          if (c == W) {
+            VF u = v_ld(p + j);
+            vd_st(acc + j, vd_add(vd_ld(acc + j), vd_lo(u)));
+            vd_st(acc + j + W / 2, vd_add(vd_ld(acc + j + W / 2), vd_hi(u)));
+          } else {
+            for (int64_t l = 0; l < c; l++) acc[j + l] += p[j + l];
+          }
+        }
       }
-      double buf[2 * W];
-      vd_st(buf, a0); vd_st(buf + W / 2, a1); vd_st(buf + W, a2); vd_st(buf + 3 * W / 2, a3);
-      for (int l = 0; l < 2 * W; l++) y[j + l] = static_cast<float>(buf[l]);
+      for (int64_t j = 0; j < w; j++) y[j0 + j] = static_cast<float>(acc[j]);
+      continue;
     }
-    for (; j < width; j += W) {
-      int64_t c = width - j < W ? width - j : W;
-      VD a0 = vd_zero(), a1 = vd_zero();
-      const float* p = x + j;
-      for (int64_t k = 0; k < n; k++, p += stride) {
-        VF u = v_ldm(p, c);
-        a0 = vd_add(a0, vd_lo(u)); a1 = vd_add(a1, vd_hi(u));
-      }
-      double buf[W];
-      vd_st(buf, a0); vd_st(buf + W / 2, a1);
-      for (int64_t l = 0; l < c; l++) y[j + l] = static_cast<float>(buf[l]);
-    }
-    return;
-  }
-  const bool is_max = op == R_MAX;
-  const VF init = v_set1(is_max ? -__builtin_inff() : __builtin_inff());
-  for (; j < width; j += W) {
-    int64_t c = width - j < W ? width - j : W;
-    VF a = init, nanacc = v_zero();
-    const float* p = x + j;
+    const bool is_max = op == R_MAX;
+    float acc[S];
+    VM nan[S / W];
+    for (int64_t j = 0; j < w; j++) acc[j] = is_max ? -__builtin_inff() : __builtin_inff();
+    for (int64_t q = 0; q < S / W; q++) nan[q] = m_none();
+    const float* p = x + j0;
     for (int64_t k = 0; k < n; k++, p += stride) {
-      VF u = c == W ? v_ld(p) : v_ldm(p, c);
-      nanacc = v_sel(v_isnan(u), u, nanacc);
-      a = is_max ? v_max(a, u) : v_min(a, u);
+      for (int64_t j = 0; j < w; j += W) {
+        int64_t c = w - j < W ? w - j : W;
+        VF u = c == W ? v_ld(p + j) : v_ldm(p + j, c);
+        VF a = c == W ? v_ld(acc + j) : v_ldm(acc + j, c);
+        nan[j / W] = m_or(nan[j / W], v_isnan(u));
+        a = is_max ? v_max(a, u) : v_min(a, u);
+        if (c == W) v_st(acc + j, a); else v_stm(acc + j, a, c);
+      }
     }
-    a = v_sel(v_isnan(nanacc), nanacc, a);
-    if (c == W) v_st(y + j, a); else v_stm(y + j, a, c);
+    for (int64_t j = 0; j < w; j += W) {
+      int64_t c = w - j < W ? w - j : W;
+      VF a = v_sel(nan[j / W], v_set1(__builtin_nanf("")), c == W ? v_ld(acc + j) : v_ldm(acc + j, c));
+      if (c == W) v_st(y + j0 + j, a); else v_stm(y + j0 + j, a, c);
+    }
   }
 }
 
@@ -388,22 +425,24 @@ void softmax_row(int64_t n, const float* x, float* y, int log) {
 }
 
 void softmax_bwd_row(int64_t n, const float* y, const float* dy, float* dx, int log) {
-  VF s0 = v_zero(), s1 = v_zero();
+  // Σ dy (log) or Σ dy*y, accumulated in f64.
+  VD a0 = vd_zero(), a1 = vd_zero(), a2 = vd_zero(), a3 = vd_zero();
   int64_t i = 0;
-  if (log) {
-    for (; i + 2 * W <= n; i += 2 * W) { s0 = v_add(s0, v_ld(dy + i)); s1 = v_add(s1, v_ld(dy + i + W)); }
-    for (; i < n; i += W) { int64_t c = n - i < W ? n - i : W; s0 = v_add(s0, v_ldm(dy + i, c)); }
-    const VF s = v_set1(v_hsum(v_add(s0, s1)));
-    OPS_LOOP1(n, { VF e = v_exp(LD(y)); STV(dx, v_fnma(e, s, LD(dy))); });
-    return;
-  }
   for (; i + 2 * W <= n; i += 2 * W) {
-    s0 = v_fma(v_ld(dy + i), v_ld(y + i), s0);
-    s1 = v_fma(v_ld(dy + i + W), v_ld(y + i + W), s1);
+    VF u = v_ld(dy + i), w = v_ld(dy + i + W);
+    if (!log) { u = v_mul(u, v_ld(y + i)); w = v_mul(w, v_ld(y + i + W)); }
+    a0 = vd_add(a0, vd_lo(u)); a1 = vd_add(a1, vd_hi(u));
+    a2 = vd_add(a2, vd_lo(w)); a3 = vd_add(a3, vd_hi(w));
   }
-  for (; i < n; i += W) { int64_t c = n - i < W ? n - i : W; s0 = v_fma(v_ldm(dy + i, c), v_ldm(y + i, c), s0); }
-  const VF s = v_set1(v_hsum(v_add(s0, s1)));
-  OPS_LOOP1(n, { VF yv = LD(y); STV(dx, v_mul(yv, v_sub(LD(dy), s))); });
+  for (; i < n; i += W) {
+    int64_t c = n - i < W ? n - i : W;
+    VF u = v_ldm(dy + i, c);
+    if (!log) u = v_mul(u, v_ldm(y + i, c));
+    a0 = vd_add(a0, vd_lo(u)); a1 = vd_add(a1, vd_hi(u));
+  }
+  const VF s = v_set1(static_cast<float>(vd_hsum(vd_add(vd_add(a0, a1), vd_add(a2, a3)))));
+  if (log) OPS_LOOP1(n, { VF e = v_exp(LD(y)); STV(dx, v_fnma(e, s, LD(dy))); });
+  else OPS_LOOP1(n, { VF yv = LD(y); STV(dx, v_mul(yv, v_sub(LD(dy), s))); });
 }
 
 // ---------------------------------------------------------------- RMSNorm
@@ -499,12 +538,12 @@ void swiglu(int64_t n, const float* g, const float* u, float* out) {
 }
 
 void swiglu_bwd(int64_t n, const float* g, const float* u, const float* dout, float* dg, float* du) {
-  const VF one = v_set1(1.0f);
   OPS_LOOP1(n, {
     VF gv = LD(g), uv = LD(u), d = LD(dout);
-    VF s = v_sigmoid(gv);
+    VF s, sd;
+    v_sig_both(gv, &s, &sd);
     VF gs = v_mul(gv, s);
-    VF dgv = v_mul(v_mul(d, uv), v_mul(s, v_fma(gv, v_sub(one, s), one)));
+    VF dgv = v_mul(v_mul(d, uv), v_fma(gv, sd, s));
     STV(du, v_mul(d, gs));
     STV(dg, dgv);
   });

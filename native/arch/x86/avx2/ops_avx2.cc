@@ -89,6 +89,7 @@ static inline double vd_hsum(VD a) {
   __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
   return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
+static inline VD vd_ld(const double* p) { return _mm256_loadu_pd(p); }
 static inline void vd_st(double* p, VD a) { _mm256_storeu_pd(p, a); }
 static inline VF v_ld_dup_pairs(const float* p) {
   const __m256i idx = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);

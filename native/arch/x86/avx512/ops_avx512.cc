@@ -74,6 +74,7 @@ static inline VD vd_hi(VF a) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 
 static inline VD vd_add(VD a, VD b) { return _mm512_add_pd(a, b); }
 static inline VD vd_fma(VD a, VD b, VD c) { return _mm512_fmadd_pd(a, b, c); }
 static inline double vd_hsum(VD a) { return _mm512_reduce_add_pd(a); }
+static inline VD vd_ld(const double* p) { return _mm512_loadu_pd(p); }
 static inline void vd_st(double* p, VD a) { _mm512_storeu_pd(p, a); }
 static inline VF v_keep(VF a, int64_t n) { return _mm512_maskz_mov_ps(tail_mask(n), a); }  // lanes >= n -> 0
 // RoPE helpers: W/2 floats duplicated pairwise, swap within pairs, a*b -/+ c on even/odd lanes
