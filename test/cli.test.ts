@@ -39,3 +39,11 @@ test("bad flags give one line and a non-zero exit", () => {
 test("the native addon is built and loaded in CI", { skip: process.env.CI ? false : "only enforced when CI is set" }, () => {
   assert.ok(nativeAvailable(), "CI must build the native addon (npm ci runs node-gyp)");
 });
+
+test("FATHOM_THREADS sets the native thread pool size", { skip: nativeAvailable() ? false : "native addon not built" }, () => {
+  const code = `import { loadNative } from "./src/core/backend/native/binding.ts"; console.log(loadNative().getThreads());`;
+  for (const n of ["1", "3"]) {
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], { encoding: "utf8", env: { ...process.env, FATHOM_THREADS: n } });
+    assert.equal(r.stdout.trim(), n, r.stderr);
+  }
+});
