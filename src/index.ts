@@ -37,3 +37,6 @@ export { AutoModelForCausalLM } from "./io/auto.js";
 export { loadFolder, saveFolder } from "./io/hf_folder.js";
 export { SafetensorsFile, SafetensorsCheckpoint, saveSafetensors, saveSharded, dequantFp8 } from "./io/safetensors.js";
 export type { TensorInfo, SaveShardedOptions } from "./io/safetensors.js";
+export { GGUFFile, GGUFMetadata, writeGGUF } from "./io/gguf.js";
+export { exportGGUF, loadGGUF } from "./io/gguf_model.js";
+export { tokenizerToGGUF, ggufToTokenizer } from "./io/gguf_tokenizer.js";
