@@ -72,3 +72,39 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     });
   });
 }
+
+test("deepseek2 files in the older layout (one attn_kv_b) load the same model", () => {
+  const model = F.randomModel(TINY_CONFIGS.deepseek_v3, { seed: 12, init: "scaled" });
+  const newer = join(dir, "ds-new.gguf"), older = join(dir, "ds-old.gguf");
+  exportGGUF(model, newer);
+  const f = F.GGUFFile.open(newer);
+  // the older layout: no *_mla keys; per-head key/value widths and head_count_kv = H as in plain attention
+  const legacy: Record<string, number> = { "deepseek2.attention.key_length": 16 + 8, "deepseek2.attention.value_length": 16, "deepseek2.attention.head_count_kv": 4 };
+  const meta = [...f.metadata].filter(([k]) => !/_mla$/.test(k)).map(([key, e]) => ({ key, type: e.type, value: legacy[key] ?? e.value }));
+  const tensors: { name: string; tensor: F.Tensor }[] = [];
+  for (const t of f.tensors) {
+    if (/attn_v_b/.test(t.name)) continue;
+    if (/attn_k_b/.test(t.name)) {
+      const i = t.name.split(".")[1];
+      tensors.push({ name: `blk.${i}.attn_kv_b.weight`, tensor: model.stateDict().get(`model.layers.${i}.self_attn.kv_b_proj.weight`)!.contiguous() });
+    } else tensors.push({ name: t.name, tensor: f.get(t.name) });
+  }
+  F.writeGGUF(older, { metadata: meta as never, tensors });
+  const a = loadGGUF(newer).stateDict(), b = loadGGUF(older).stateDict();
+  for (const [k, t] of a) assert.deepEqual(b.get(k)!.toArray(), t.toArray(), k);
+});
+
+test("GGUF export in bf16 and f16 keeps norms in f32 and loads back rounded", () => {
+  const model = F.randomModel(TINY_CONFIGS.llama, { seed: 13, init: "scaled" });
+  for (const dtype of ["bf16", "f16"] as const) {
+    const p = join(dir, `llama-${dtype}.gguf`);
+    exportGGUF(model, p, { dtype });
+    const f = F.GGUFFile.open(p);
+    const types = new Map(f.tensors.map((t) => [t.name, t.typeName]));
+    assert.equal(types.get("blk.0.attn_norm.weight"), "F32");
+    assert.equal(types.get("blk.0.ffn_up.weight"), dtype.toUpperCase());
+    const back = loadGGUF(p);
+    const w = model.stateDict().get("model.layers.0.mlp.up_proj.weight")!;
+    assert.deepEqual(back.stateDict().get("model.layers.0.mlp.up_proj.weight")!.to("f32").toArray(), w.to(dtype).to("f32").toArray());
+  }
+});

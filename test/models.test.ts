@@ -219,6 +219,9 @@ describe("Hugging Face folders", () => {
       sd.set("model.layers.1.mlp.down_proj.weight", F.zeros([64, 95]));
       F.saveSafetensors(join(dir, "model.safetensors"), sd);
       assert.throws(() => F.AutoModelForCausalLM.fromPretrained(dir), /'model\.layers\.1\.mlp\.down_proj\.weight'.*shape \[64, 95\], the config expects \[64, 96\]/);
+      sd.set("model.layers.1.mlp.down_proj.weight", F.zeros([64, 96], "i32"));
+      F.saveSafetensors(join(dir, "model.safetensors"), sd);
+      assert.throws(() => F.AutoModelForCausalLM.fromPretrained(dir), (e: Error) => e instanceof F.DTypeError && /down_proj\.weight.*dtype i32, expected a floating dtype/.test(e.message));
       m.savePretrained(dir);
       truncateSync(join(dir, "model.safetensors"), statSync(join(dir, "model.safetensors")).size - 10);
       assert.throws(() => F.AutoModelForCausalLM.fromPretrained(dir), F.FormatError);
