@@ -40,3 +40,7 @@ export type { TensorInfo, SaveShardedOptions } from "./io/safetensors.js";
 export { GGUFFile, GGUFMetadata, writeGGUF } from "./io/gguf.js";
 export { exportGGUF, loadGGUF } from "./io/gguf_model.js";
 export { tokenizerToGGUF, ggufToTokenizer } from "./io/gguf_tokenizer.js";
+export { encodeGGUF } from "./io/gguf.js";
+export type { GGUFTensorInfo, GGUFEntry, GGUFArray, GGUFValue, GGUFType, GGUFScalarType, GGUFMetadataEntry, GGUFArrayInput, GGUFWriteOptions } from "./io/gguf.js";
+export { QUANT_TYPES, quantizeTensor, dequantizeTensor } from "./quant/types.js";
+export type { QuantType } from "./quant/types.js";

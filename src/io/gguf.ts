@@ -86,7 +86,7 @@ class Cursor {
   u64(what: string, max = Number.MAX_SAFE_INTEGER): number {
     this.need(8, what);
     const v = this.dv.getBigUint64(this.pos, true); this.pos += 8;
-    if (v > BigInt(max)) this.fail(`${what} is ${v}, more than ${max}`);
+    if (v > BigInt(Math.max(0, max))) this.fail(`${what} is ${v}, more than ${Math.max(0, max)}`);
     return Number(v);
   }
   string(what: string): string {
@@ -153,7 +153,8 @@ export class GGUFFile {
   readonly dataOffset: number;
   private readonly byName = new Map<string, GGUFTensorInfo>();
 
-  private constructor(readonly name: string, readonly buffer: ArrayBuffer) {
+  /** `mapped`: the buffer is a memory map of the file (open() with the native addon loaded). */
+  private constructor(readonly name: string, readonly buffer: ArrayBuffer, readonly mapped = false) {
     const fail = (msg: string): never => { throw new FormatError("gguf", `${name}: ${msg}`); };
     const c = new Cursor(new Uint8Array(buffer), fail);
     if (c.left < 4 || c.u32("magic") !== MAGIC) fail("bad magic (not a GGUF file; expected 'GGUF')");
@@ -214,7 +215,10 @@ export class GGUFFile {
   }
 
   /** Memory-maps a file (no copy of tensor data). */
-  static open(path: string): GGUFFile { return new GGUFFile(path, mapFile(path).buffer); }
+  static open(path: string): GGUFFile {
+    const m = mapFile(path);
+    return new GGUFFile(path, m.buffer, m.mapped);
+  }
   /** Parses a GGUF image held in memory; `name` appears in error messages. */
   static fromBuffer(buf: ArrayBuffer | Uint8Array, name = "<buffer>"): GGUFFile {
     if (buf instanceof Uint8Array) buf = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && buf.buffer instanceof ArrayBuffer ? buf.buffer : buf.slice().buffer;

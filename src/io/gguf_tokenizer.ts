@@ -31,6 +31,7 @@ export function tokenizerToGGUF(tokenizerJson: Json, tokenizerConfig: Json | und
   for (const [tok, id] of ids) if (!Number.isInteger(id) || id < 0) fail(`vocab entry '${tok}' has id ${String(id)}`); else size = Math.max(size, id + 1);
   for (const a of added) if (!Number.isInteger(a.id) || a.id < 0 || typeof a.content !== "string") fail(`bad added token ${JSON.stringify(a)}`); else size = Math.max(size, a.id + 1);
 
+  if (size > 1 << 24) fail(`token ids reach ${size - 1}, more than a vocabulary of 2^24 tokens`);
   const tokens: (string | undefined)[] = new Array(size).fill(undefined);
   const types = new Int32Array(size).fill(TokenType.UNUSED);
   for (const [tok, id] of ids) { tokens[id] = tok; types[id] = TokenType.NORMAL; }

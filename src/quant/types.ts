@@ -266,7 +266,7 @@ const Q4_K: QuantType = {
 export const QUANT_TYPES: Readonly<Record<BlockDType, QuantType>> = Object.freeze({ q8_0: Q8_0, q4_0: Q4_0, q4_K: Q4_K });
 
 /** Quantizes a float tensor whose last dimension is a multiple of the block size into a block tensor (same shape). */
-export function quantize(x: Tensor, dtype: BlockDType): Tensor {
+export function quantizeTensor(x: Tensor, dtype: BlockDType): Tensor {
   const q = QUANT_TYPES[dtype];
   if (!q) throw new FathomError("quantize", `unknown block type '${dtype}' (expected q8_0, q4_0 or q4_K)`);
   const last = x.shape.length ? x.shape[x.shape.length - 1] : 1;
@@ -276,7 +276,7 @@ export function quantize(x: Tensor, dtype: BlockDType): Tensor {
 }
 
 /** Dequantizes a block tensor (q8_0, q4_0, q4_K) to f32 with the same shape. */
-export function dequantize(x: Tensor): Tensor {
+export function dequantizeTensor(x: Tensor): Tensor {
   const q = QUANT_TYPES[x.dtype as BlockDType];
   if (!q) throw new FathomError("dequantize", `expected a block tensor (q8_0, q4_0, q4_K), got ${x.dtype}`);
   return Tensor.from(q.dequantizeRef(x.buffer() as Uint8Array), "f32", x.shape);
