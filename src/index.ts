@@ -43,3 +43,7 @@ export { tokenizerToGGUF, ggufToTokenizer } from "./io/gguf_tokenizer.js";
 export type { GGUFTensorInfo, GGUFEntry, GGUFArray, GGUFValue, GGUFType, GGUFScalarType, GGUFMetadataEntry, GGUFArrayInput, GGUFWriteOptions } from "./io/gguf.js";
 export { QUANT_TYPES, quantizeTensor, dequantizeTensor } from "./quant/types.js";
 export type { QuantType } from "./quant/types.js";
+
+// Generation
+export { generate, generateStream, GenerationSession, type GenerateOptions, type GenerateResult } from "./generate/generate.js";
+export { GENERATION_DEFAULTS, type GenerationConfig } from "./generate/config.js";

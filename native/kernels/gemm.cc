@@ -212,13 +212,10 @@ struct Buf {
   }
 };
 
-thread_local Buf t_abuf;     // packed A block (per worker)
-thread_local Buf t_bbuf;     // packed B panel (per caller, shared with the workers)
-thread_local Buf t_rowbuf;   // gathered A rows for the small-M path; all of packed A (small-M-block path)
+thread_local Buf t_abuf;     // per-task packed B slice (small-M-block path)
+thread_local Buf t_bbuf;     // packed op(B) (large path; per caller, shared with the workers)
+thread_local Buf t_rowbuf;   // gathered A rows (small-M path); packed op(A) (the other paths)
 thread_local Buf t_partbuf;  // partial sums (small-M path)
-thread_local uint64_t t_akey_token = 0;
-thread_local int64_t t_akey_ic = -1;
-std::atomic<uint64_t> g_token{1};
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -406,15 +403,99 @@ void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& 
       }
     }
   });
-  t_akey_token = 0;  // t_abuf no longer holds a packed A block
+}
+
+// Large M: op(A) and op(B) are packed once, in one parallel phase (fine-grained tasks over k-blocks × groups of
+// micro-panels), then C is computed in MC×NC tiles, one task per tile walking all k-blocks. There is no barrier
+// between k-blocks and the tiles are small enough (~50 per 1024² product) that dynamic scheduling keeps both threads
+// busy even when another process takes part of a core. Per tile and k-block the working set (A block MC×KC,
+// B block KC×NC, C tile) fits the 1 MB L2; the packed operands themselves stream from L3.
+// Packed data is bounded (~16 MB per operand): larger products are processed in M and N super-blocks.
+void gemm_large(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, const Mat& B, const GemmPackedB* pre,
+                float* C, int64_t ldc, float alpha, float beta) {
+  const double flops = 2.0 * M * N * K;
+  const int mr = P.mr, nr = P.nr, es = P.esize;
+  const int64_t KC = pre ? pre->kc : P.kc;
+  const int64_t nkb = ceil_div(K, KC);
+  const int64_t Kpad = nkb * KC;
+  constexpr int64_t BUDGET = int64_t(16) << 20;
+  // M super-blocks (rows of A packed at once) and N super-blocks (columns of B packed at once).
+  int64_t MS = std::max<int64_t>(mr, BUDGET / (Kpad * es) / mr * mr);
+  int64_t nMS = ceil_div(M, MS);
+  MS = ceil_div(ceil_div(M, nMS), mr) * mr;
+  nMS = ceil_div(M, MS);
+  int64_t NS = N, nNS = 1;
+  if (!pre) {
+    NS = std::max<int64_t>(nr, BUDGET / (Kpad * es) / nr * nr);
+    nNS = ceil_div(N, NS);
+    NS = ceil_div(ceil_div(N, nNS), nr) * nr;
+    nNS = ceil_div(N, NS);
+  }
+  const int64_t Npad_pre = pre ? pre->Npad : 0;
+  const int64_t MSp = ceil_div(MS, mr), NSp = ceil_div(NS, nr);
+  uint8_t* apack = static_cast<uint8_t*>(t_rowbuf.get(static_cast<size_t>(Kpad * MSp * mr * es)));
+  uint8_t* bpack = pre ? nullptr : static_cast<uint8_t*>(t_bbuf.get(static_cast<size_t>(Kpad * NSp * nr * es)));
+  constexpr int64_t GA = 8, GB = 8;  // micro-panels per packing task
+  for (int64_t ms = 0; ms < nMS; ms++) {
+    const int64_t i0 = ms * MS, mcs = std::min(MS, M - i0), Mp = ceil_div(mcs, mr);
+    for (int64_t ns = 0; ns < nNS; ns++) {
+      const int64_t j0 = ns * NS, ncs = std::min(NS, N - j0), Np = ceil_div(ncs, nr);
+      const bool packA = ns == 0, packB = !pre && (ms == 0 || nNS > 1);
+      // Packed layout (both operands): k-block b at offset b*KC*(panels)*(mr|nr)*es, panels of kcp×(mr|nr).
+      const int64_t bstride = pre ? Npad_pre : Np * nr;     // columns per k-block in the packed B
+      const int64_t bpanel0 = pre ? j0 / nr : 0;            // first panel of this super-block
+      const uint8_t* bbase = pre ? static_cast<const uint8_t*>(pre->data) : bpack;
+      const int64_t nga = packA ? ceil_div(Mp, GA) : 0, ngb = packB ? ceil_div(Np, GB) : 0;
+      const int64_t npack = nkb * (nga + ngb);
+      if (npack > 0) {
+        run_tasks(npack, flops, [&](int64_t t) {
+          const int64_t kb = t / (nga + ngb), g = t % (nga + ngb);
+          const int64_t k0 = kb * KC, kc = std::min(KC, K - k0);
+          const int64_t kcp = P.kstep == 2 ? (kc + 1) & ~int64_t(1) : kc;
+          if (g < nga) {
+            const int64_t r0 = g * GA * mr, rows = std::min(GA * mr, mcs - r0);
+            P.pack_a(A.at(i0 + r0, k0), A.ld, A.trans, rows, kc,
+                     apack + static_cast<size_t>(k0 * Mp * mr * es) + static_cast<size_t>(g * GA * mr * kcp * es));
+          } else {
+            const int64_t gb = g - nga, c0 = gb * GB * nr, cols = std::min(GB * nr, ncs - c0);
+            P.pack_b(B.at(k0, j0 + c0), B.ld, B.trans, kc, cols,
+                     bpack + static_cast<size_t>(k0 * Np * nr * es) + static_cast<size_t>(gb * GB * nr * kcp * es));
+          }
+        });
+      }
+      // Tiles: about 8 micro-panels of A (112 rows) × 8 panels of B (256 columns), split evenly.
+      const int64_t nti = ceil_div(Mp, 8), ntj = ceil_div(Np, 8);
+      run_tasks(nti * ntj, flops, [&](int64_t t) {
+        const int64_t ti = t / ntj, tj = t % ntj;
+        const int64_t ir0 = ti * Mp / nti, ir1 = (ti + 1) * Mp / nti;
+        const int64_t p0 = tj * Np / ntj, p1 = (tj + 1) * Np / ntj;
+        for (int64_t kb = 0; kb < nkb; kb++) {
+          const int64_t k0 = kb * KC, kc = std::min(KC, K - k0);
+          const int64_t kcp = P.kstep == 2 ? (kc + 1) & ~int64_t(1) : kc;
+          const int64_t kiter = P.kstep == 2 ? kcp / 2 : kc;
+          const size_t panel_bytes = static_cast<size_t>(nr * kcp * es), apanel_bytes = static_cast<size_t>(mr * kcp * es);
+          const uint8_t* ab = apack + static_cast<size_t>(k0 * Mp * mr * es);
+          const uint8_t* bb = bbase + static_cast<size_t>(k0 * bstride * es) + bpanel0 * panel_bytes;
+          const float beta_k = kb == 0 ? beta : 1.f;
+          for (int64_t p = p0; p < p1; p++) {
+            const int64_t jc = j0 + p * nr;
+            const int cols = static_cast<int>(std::min<int64_t>(nr, N - jc));
+            for (int64_t ir = ir0; ir < ir1; ir++) {
+              const int64_t ic = i0 + ir * mr;
+              const int rows = static_cast<int>(std::min<int64_t>(mr, M - ic));
+              P.kernel(kiter, ab + ir * apanel_bytes, bb + p * panel_bytes, C + ic * ldc + jc, ldc, rows, cols, alpha,
+                       beta_k, nullptr, 0);
+            }
+          }
+        }
+      });
+    }
+  }
 }
 
 // One matrix product (M, N, K > 0). pre: B packed in advance with path P (or null).
 void gemm_one(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, const Mat& B, const GemmPackedB* pre,
               float* C, int64_t ldc, float alpha, float beta) {
-  const double flops = 2.0 * M * N * K;
-  const int T = num_threads();
-
   if (M <= SMALL_M && P.gemv_n && !pre) {
     gemm_small_m(P, M, N, K, A, B, C, ldc, alpha, beta);
     return;
@@ -423,70 +504,7 @@ void gemm_one(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, cons
     gemm_one_mblock(P, M, N, K, A, B, pre, C, ldc, alpha, beta);
     return;
   }
-
-  const int mr = P.mr, nr = P.nr, es = P.esize;
-  const int64_t Npad = ceil_div(N, nr) * nr;
-  const int64_t npanels = Npad / nr;
-  const int64_t KC = pre ? pre->kc : P.kc;
-  // M blocks: as even as possible, multiples of MR.
-  // M blocks: a multiple of the thread count when there are enough, so each A block is packed once.
-  int64_t nIc = ceil_div(M, P.mc);
-  if (T > 1 && nIc >= T) nIc = ceil_div(nIc, T) * T;
-  int64_t MC = ceil_div(ceil_div(M, nIc), mr) * mr;
-  nIc = ceil_div(M, MC);
-  // N split when there are too few M blocks for the threads.
-  int64_t nJ = 1;
-  if (T > 1 && flops >= 3e5) {
-    if (nIc < 2 * T) nJ = std::min<int64_t>(npanels, ceil_div(4 * T, nIc));
-    else if (nIc % T != 0 && nIc < 8 * T) nJ = std::min<int64_t>(npanels, 2);
-  }
-  const int64_t pj = ceil_div(npanels, nJ);  // panels per task
-  nJ = ceil_div(npanels, pj);
-
-  for (int64_t k0 = 0; k0 < K; k0 += KC) {
-    const int64_t kc = std::min(KC, K - k0);
-    const int64_t kcp = P.kstep == 2 ? (kc + 1) & ~int64_t(1) : kc;
-    const size_t panel_bytes = static_cast<size_t>(nr * kcp * es);
-    const uint8_t* bpanel;
-    if (pre) {
-      bpanel = static_cast<const uint8_t*>(pre->data) + static_cast<size_t>(k0 * Npad * es);
-    } else {
-      uint8_t* bb = static_cast<uint8_t*>(t_bbuf.get(panel_bytes * npanels));
-      int64_t per = std::max<int64_t>(1, ceil_div(npanels, 2 * T));
-      int64_t ntask = ceil_div(npanels, per);
-      run_tasks(ntask, flops / std::max<int64_t>(1, ceil_div(K, KC)) , [&](int64_t t) {
-        int64_t p0 = t * per, p1 = std::min(npanels, p0 + per);
-        int64_t j0 = p0 * nr, nc = std::min(N, p1 * nr) - j0;
-        P.pack_b(B.at(k0, j0), B.ld, B.trans, kc, nc, bb + p0 * panel_bytes);
-      });
-      bpanel = bb;
-    }
-    const uint64_t token = g_token.fetch_add(1, std::memory_order_relaxed);
-    const float beta_k = k0 == 0 ? beta : 1.f;
-    const int64_t kiter = P.kstep == 2 ? kcp / 2 : kc;
-    run_tasks(nIc * nJ, flops, [&](int64_t t) {
-      const int64_t ic = t / nJ, jb = t % nJ;
-      const int64_t i0 = ic * MC, mc = std::min(MC, M - i0);
-      const size_t apanel_bytes = static_cast<size_t>(mr * kcp * es);
-      uint8_t* ab = static_cast<uint8_t*>(t_abuf.get(apanel_bytes * ceil_div(MC, mr)));
-      if (t_akey_token != token || t_akey_ic != ic) {
-        P.pack_a(A.at(i0, k0), A.ld, A.trans, mc, kc, ab);
-        t_akey_token = token;
-        t_akey_ic = ic;
-      }
-      const int64_t p0 = jb * pj, p1 = std::min(npanels, p0 + pj);
-      for (int64_t p = p0; p < p1; p++) {
-        const int64_t j0 = p * nr;
-        const int ncols = static_cast<int>(std::min<int64_t>(nr, N - j0));
-        const uint8_t* bp = bpanel + p * panel_bytes;
-        for (int64_t ir = 0; ir < mc; ir += mr) {
-          const int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
-          P.kernel(kiter, ab + (ir / mr) * apanel_bytes, bp, C + (i0 + ir) * ldc + j0, ldc, rows, ncols, alpha, beta_k,
-                   nullptr, 0);
-        }
-      }
-    });
-  }
+  gemm_large(P, M, N, K, A, B, pre, C, ldc, alpha, beta);
 }
 
 void gemm_batched(const Path& P, int64_t batch, int64_t M, int64_t N, int64_t K, const void* A, int64_t sA,

@@ -4,6 +4,7 @@ import { Tensor } from "../core/tensor.js";
 import { rope } from "../core/fused/rope.js";
 import { sdpa } from "../core/fused/sdpa.js";
 import { concat } from "../core/ops/movement.js";
+import { indexSelect } from "../core/ops/index_ops.js";
 import { Module } from "./module.js";
 import { Linear } from "./layers.js";
 import type { RotaryEmbedding } from "./rope.js";
@@ -16,6 +17,11 @@ export class KVCache {
   layers: LayerCache[];
   length = 0;
   constructor(numLayers: number) { this.layers = Array.from({ length: numLayers }, () => ({})); }
+  /** Keeps rows `index` of every cached tensor, in that order (beam search follows its chosen beams). */
+  reorder(index: number[]): void {
+    const idx = new Tensor(Int32Array.from(index), "i32", [index.length]);
+    for (const l of this.layers) for (const k of Object.keys(l) as (keyof LayerCache)[]) if (l[k]) l[k] = indexSelect(l[k]!, 0, idx);
+  }
   /** Bytes held by the cache now. */
   bytes(): number {
     let b = 0;
