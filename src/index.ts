@@ -47,3 +47,7 @@ export type { QuantType } from "./quant/types.js";
 // Generation
 export { generate, generateStream, GenerationSession, type GenerateOptions, type GenerateResult } from "./generate/generate.js";
 export { GENERATION_DEFAULTS, type GenerationConfig } from "./generate/config.js";
+
+// Tokenizers
+export { trainBPE, saveTokenizer, stringifyTokenizer, preTokenize } from "./tokenizers/bpe_trainer.js";
+export type { TrainBPEInput, TrainBPEOptions, TrainBPEResult, TrainBPEStats, TokenizerJSON, TokenizerConfigJSON } from "./tokenizers/bpe_trainer.js";

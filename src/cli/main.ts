@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { FathomError } from "../core/errors.js";
 import { registerBench } from "./commands/bench.js";
+import { registerTokenizerCommands } from "./commands/tokenizer.js";
 import { registerModelCommands } from "./commands/model.js";
 
 export function buildProgram(): Command {
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
     .showHelpAfterError();
   registerModelCommands(program);
   registerBench(program);
+  registerTokenizerCommands(program);
   return program;
 }
 
