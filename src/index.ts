@@ -51,3 +51,11 @@ export { GENERATION_DEFAULTS, type GenerationConfig } from "./generate/config.js
 // Tokenizers
 export { trainBPE, saveTokenizer, stringifyTokenizer, preTokenize } from "./tokenizers/bpe_trainer.js";
 export type { TrainBPEInput, TrainBPEOptions, TrainBPEResult, TrainBPEStats, TokenizerJSON, TokenizerConfigJSON } from "./tokenizers/bpe_trainer.js";
+export { Tokenizer } from "./tokenizers/tokenizer.js";
+export type { EncodeOptions, DecodeOptions, BatchEncodeOptions, BatchEncoding } from "./tokenizers/tokenizer.js";
+export { StreamDecoder, cleanUpTokenization } from "./tokenizers/stream_decoder.js";
+export type { StreamDecoderOptions } from "./tokenizers/stream_decoder.js";
+export { FALLBACK_CHAT_TEMPLATE, renderChatTemplate, selectChatTemplate } from "./tokenizers/chat_template.js";
+export type { ChatMessage, ToolCall, ChatTemplateOptions } from "./tokenizers/chat_template.js";
+export { buildFimPrompt, extractFimMiddle, fimTokenIds, FIM_BEGIN, FIM_HOLE, FIM_END } from "./tokenizers/fim.js";
+export type { FimPrompt } from "./tokenizers/fim.js";

@@ -4,6 +4,7 @@ import { FathomError } from "../core/errors.js";
 import { registerBench } from "./commands/bench.js";
 import { registerTokenizerCommands } from "./commands/tokenizer.js";
 import { registerModelCommands } from "./commands/model.js";
+import { registerTextCommands } from "./commands/text.js";
 
 export function buildProgram(): Command {
   const program = new Command("fathom")
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
     .version("0.1.0")
     .showHelpAfterError();
   registerModelCommands(program);
+  registerTextCommands(program);
   registerBench(program);
   registerTokenizerCommands(program);
   return program;

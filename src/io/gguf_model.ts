@@ -198,7 +198,7 @@ function configFromGGUF(f: GGUFFile): RawConfig {
   throw new FathomError("gguf", `${f.name}: architecture '${arch}' is not supported (supported: llama, qwen2, deepseek2)`);
 }
 
-export interface GGUFLoadOptions { dtype?: DType }
+export interface GGUFLoadOptions { dtype?: DType; onProgress?: (done: number, total: number) => void }
 
 /** A model from a GGUF file (quantized tensors are dequantized for now). */
 export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
@@ -262,6 +262,6 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
       }
     } else for (const [g, n] of [["gate", "gate_proj"], ["up", "up_proj"], ["down", "down_proj"]]) hf.set(`${p}mlp.${n}.weight`, need(`${b}ffn_${g}.weight`));
   }
-  model.loadStateDict(hf, { dtype: o.dtype, source: path });
+  model.loadStateDict(hf, { dtype: o.dtype, source: path, onProgress: o.onProgress });
   return model;
 }

@@ -16,6 +16,8 @@ import { writeTextAtomic } from "./atomic.js";
 export interface LoadOptions {
   /** Convert floating weights to this dtype (default: keep what the files hold; FP8 becomes bf16). */
   dtype?: DType;
+  /** Called as tensors load (for a progress bar). */
+  onProgress?: (done: number, total: number) => void;
 }
 export interface SaveOptions { maxShardBytes?: number }
 
@@ -62,7 +64,7 @@ export function loadFolder(dir: string, o: LoadOptions = {}): CausalLM {
     }
     return ck.get(name);
   };
-  model.loadStateDict(get, { dtype: o.dtype, source: ck.path });
+  model.loadStateDict(get, { dtype: o.dtype, source: ck.path, onProgress: o.onProgress });
   const known = new Set(model.stateDict().keys());
   const extra = ck.names().filter((n) => !known.has(n) && !ignorable(n, model));
   if (extra.length) process.stderr.write(`[fathom] ${dir}: ignoring ${extra.length} unexpected tensor(s): ${extra.slice(0, 3).join(", ")}${extra.length > 3 ? ", ..." : ""}\n`);

@@ -50,11 +50,15 @@ export abstract class Module {
    * Replaces parameters and buffers with the given tensors (no copy: the module then views them). Shapes must match;
    * dtype converts when `dtype` is given. strict: every entry must be used and every parameter provided.
    */
-  loadStateDict(sd: Map<string, Tensor> | ((name: string) => Tensor | undefined), o: { strict?: boolean; dtype?: DType; source?: string } = {}): void {
+  loadStateDict(sd: Map<string, Tensor> | ((name: string) => Tensor | undefined),
+    o: { strict?: boolean; dtype?: DType; source?: string; onProgress?: (done: number, total: number) => void } = {}): void {
     const get = typeof sd === "function" ? sd : (n: string) => sd.get(n);
     const used = new Set<string>();
     const where = o.source ? ` in ${o.source}` : "";
-    for (const [name, cur, mod, local] of [...this.namedTensors()]) {
+    const all = [...this.namedTensors()];
+    let done = 0;
+    for (const [name, cur, mod, local] of all) {
+      o.onProgress?.(++done, all.length);
       let t = get(name);
       if (!t) {
         if (o.strict !== false) throw new FathomError("loadStateDict", `missing tensor '${name}'${where} (expected shape ${fmtShape(cur.shape)})`);
