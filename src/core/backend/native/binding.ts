@@ -95,6 +95,20 @@ export interface NativeBinding {
   /** dst (contiguous, `shape`) = src read at srcOffset + Σ idx·srcStrides; elements of 1, 2, 4 or 8 bytes. */
   copyStrided(elemBytes: number, shape: Int32Array, src: ArrayBufferView, srcOffset: number, srcStrides: Int32Array, dst: ArrayBufferView): void;
 
+  // ---- quantized products (native/bind/quant.cc)
+  /**
+   * Re-lays out a quantized weight W [N, K] once for fast products on the current code path (e.g. rows interleaved so
+   * a matrix-vector product streams memory). q8_0 / q4_0 / q4_K: `data` holds the ggml blocks row by row (N rows of
+   * K/blockSize blocks). int8: `data` is the int8 weights [N, K] (as bytes) and `scales` the per-row f32 scales [N].
+   * The result is opaque, tied to the code path, and frees its memory when collected.
+   */
+  quantPack(type: "q8_0" | "q4_0" | "q4_K" | "int8", N: number, K: number, data: Uint8Array, scales: Float32Array | null): PackedQuant;
+  /**
+   * out [M, N] = x [M, K] @ Wᵀ for a packed quantized W (f32 activations, quantized per block or per token inside the
+   * kernel as the type needs: q8_0 blocks for q8_0/q4_0, q8_K for q4_K, per-token int8 for int8). beta = 0 (out is written).
+   */
+  quantMatmul(M: number, x: Float32Array, packed: PackedQuant, out: Float32Array): void;
+
   // ---- attention (native/bind/attention.cc)
   /**
    * Tiled scaled-dot-product attention; memory O(T·block). q [B,Hq,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv],
@@ -115,6 +129,8 @@ export interface NativeBinding {
 
 /** An opaque packed right-hand side made by packB. */
 export interface PackedMatrix { readonly __packed: unique symbol }
+/** An opaque packed quantized weight made by quantPack. */
+export interface PackedQuant { readonly __packedQuant: unique symbol }
 
 let cached: { binding: NativeBinding | null; error: string | null } | undefined;
 
