@@ -159,19 +159,10 @@ const Path P_AVX512_BF16F32 = {V_AVX512_BF16F32, 14, 32, 256, 224, 1, 4, 1, gemm
                                gemm_avx512_pack_a_bf16f32, gemm_avx512_pack_b_bf16f32, gemm_avx512_gemv_n_bf16, gemm_avx2_gemv_t_bf16};
 #endif
 
-Path tuned(Path p) {
-  // Development knobs for tuning (FATHOM_GEMM_KC / _MC / _JW / _NOPF); unset in production.
-  static const int64_t kc = [] { const char* s = std::getenv("FATHOM_GEMM_KC"); return s ? std::atoll(s) : 0; }();
-  static const int64_t mc = [] { const char* s = std::getenv("FATHOM_GEMM_MC"); return s ? std::atoll(s) : 0; }();
-  if (kc > 0) p.kc = ((kc + 1) & ~int64_t(1)) * (p.kstep == 2 ? 2 : 1);
-  if (mc > 0) p.mc = std::max<int64_t>(p.mr, mc / p.mr * p.mr);
-  return p;
-}
-
 const Path& path_for(int bf16) {
 #if !defined(FATHOM_NO_X86)
-  static const Path avx512_f32 = tuned(P_AVX512_F32), avx512_dot = tuned(P_AVX512_BF16DOT),
-                    avx512_bf = tuned(P_AVX512_BF16F32), avx2_f32 = tuned(P_AVX2_F32), avx2_bf = tuned(P_AVX2_BF16);
+  const Path &avx512_f32 = P_AVX512_F32, &avx512_dot = P_AVX512_BF16DOT, &avx512_bf = P_AVX512_BF16F32,
+             &avx2_f32 = P_AVX2_F32, &avx2_bf = P_AVX2_BF16;
   switch (current_isa()) {
     case ISA_AVX512: return bf16 ? (has_bf16_dot() ? avx512_dot : avx512_bf) : avx512_f32;
     case ISA_AVX2: return bf16 ? avx2_bf : avx2_f32;
@@ -359,8 +350,7 @@ void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& 
     P.pack_a(A.at(0, k0), A.ld, A.trans, M, kc, apack + static_cast<size_t>(k0 * Mp * mr * es));
   });
   // Column chunks: a multiple of NR, at most 256 wide (B slice <= 256 KB), enough of them for the threads.
-  static const int64_t jwenv = [] { const char* s = std::getenv("FATHOM_GEMM_JW"); return s ? std::atoll(s) : 0; }();
-  const int64_t jwmax = jwenv > 0 ? jwenv : (P.kstep == 2 ? 128 : 256);  // measured: bf16 prefers narrower slices
+  const int64_t jwmax = P.kstep == 2 ? 128 : 256;  // measured: bf16 prefers narrower slices
   int64_t jw = par ? std::min<int64_t>(jwmax, ceil_div(ceil_div(N, 4 * T), nr) * nr) : std::min<int64_t>(Npad, jwmax);
   jw = std::max<int64_t>(jw, nr);
   const int64_t ntask = ceil_div(N, jw);
@@ -383,13 +373,12 @@ void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& 
       const int64_t kiter = P.kstep == 2 ? kcp / 2 : kc;
       Prefetcher pf;
       int64_t pf_per_call = 0;
-      static const bool no_pf = std::getenv("FATHOM_GEMM_NOPF") != nullptr;
-      if (!pre && k0 + KC < K && !no_pf) {
+      if (!pre && k0 + KC < K) {
         const int64_t k1 = k0 + KC, kn = std::min(KC, K - k1);
         const uint8_t* b1 = static_cast<const uint8_t*>(B.at(k1, j0));
         if (!B.trans) pf.start(b1, kn, nc * B.esz, B.ld * B.esz);
         else pf.start(b1, nc, kn * B.esz, B.ld * B.esz);
-        pf_per_call = std::min<int64_t>(ceil_div(pf.total, np * Mp), std::min<int64_t>(kiter, 256));
+        pf_per_call = std::min<int64_t>(ceil_div(pf.total, np * Mp), std::min<int64_t>(kiter / 4, 256));
       }
       const char* pf_addr[256];
       for (int64_t p = 0; p < np; p++) {
@@ -407,7 +396,7 @@ void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& 
 
 // Large M: op(A) and op(B) are packed once, in one parallel phase (fine-grained tasks over k-blocks × groups of
 // micro-panels), then C is computed in MC×NC tiles, one task per tile walking all k-blocks. There is no barrier
-// between k-blocks and the tiles are small enough (~50 per 1024² product) that dynamic scheduling keeps both threads
+// between k-blocks and the tiles are small enough (~40 per 1024² product) that dynamic scheduling keeps both threads
 // busy even when another process takes part of a core. Per tile and k-block the working set (A block MC×KC,
 // B block KC×NC, C tile) fits the 1 MB L2; the packed operands themselves stream from L3.
 // Packed data is bounded (~16 MB per operand): larger products are processed in M and N super-blocks.
@@ -463,8 +452,8 @@ void gemm_large(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, co
           }
         });
       }
-      // Tiles: about 8 micro-panels of A (112 rows) × 8 panels of B (256 columns), split evenly.
-      const int64_t nti = ceil_div(Mp, 8), ntj = ceil_div(Np, 8);
+      // Tiles: about 4 micro-panels of A (56 rows) × 16 panels of B (512 columns), split evenly (measured best).
+      const int64_t nti = ceil_div(Mp, 4), ntj = ceil_div(Np, 16);
       run_tasks(nti * ntj, flops, [&](int64_t t) {
         const int64_t ti = t / ntj, tj = t % ntj;
         const int64_t ir0 = ti * Mp / nti, ir1 = (ti + 1) * Mp / nti;

@@ -1,8 +1,10 @@
 // GEMM: C = alpha * op(A) @ op(B) + beta * C, fp32 and bf16 inputs, f32 accumulation and output.
 //
-// Design (GotoBLAS-style): op(B) is packed per k-block into NR-wide micro-panels ([k][NR], zero-padded), shared
-// by all threads; each thread packs MC×KC blocks of op(A) into MR-tall micro-panels ([k][MR]) and runs an MR×NR
-// register-blocked micro-kernel. bf16 on CPUs with AVX512-BF16 keeps bf16 in the panels with pairs of k
+// Design (GotoBLAS-style): op(B) is packed per k-block into NR-wide micro-panels ([k][NR], zero-padded) and op(A)
+// into MR-tall micro-panels ([k][MR]); an MR×NR register-blocked micro-kernel multiplies them. Large M: both
+// operands are packed once per call (one parallel phase), then threads take small C tiles dynamically, each tile
+// walking all k-blocks (no barrier per k-block). M <= one M-block: op(A) is packed once and each task packs its own
+// slice of op(B) per k-block, prefetching the next one. bf16 on CPUs with AVX512-BF16 keeps bf16 in the panels with pairs of k
 // interleaved ([k/2][MR|NR][2]) for vdpbf16ps; other paths convert bf16 to f32 while packing. Small M (GEMV-like)
 // streams B directly without packing. Code paths: AVX-512 (14×32), AVX2+FMA (6×16), scalar (4×16).
 //
@@ -48,7 +50,7 @@ void gemm_packed(int64_t M, const void* A, int64_t lda, bool transA, const GemmP
 // ---- ISA kernels (plain functions). Packed panels are 64-byte aligned.
 // Micro-kernel: acc = sum_k a[k][MR] x b[k][NR] for kc steps (k pairs for bf16), then
 // C[i][j] = alpha*acc + beta*C[i][j] for i < mr, j < nr (beta == 0: C is not read). While it runs, the kernel
-// issues prefetches (to L2) for the npf addresses in pf, one per k step (the next block of B streaming in).
+// issues prefetches (to L2) for the npf addresses in pf, one per 4 k steps (npf <= kc/4 is used) (the next block of B streaming in).
 typedef void (*gemm_kernel_fn)(int64_t kc, const void* a, const void* b, float* C, int64_t ldc, int mr, int nr,
                                float alpha, float beta, const char* const* pf, int npf);
 // Packs op(B) (kc × nc, B already offset to the block) into ceil(nc/NR) micro-panels of kc (or ceil(kc/2) pairs) rows.

@@ -46,7 +46,7 @@ __attribute__((always_inline)) inline void kern(int64_t kc, const float* a, cons
   for (int i = 0; i < M; i++) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
   for (int64_t k = 0; k < kc; k++) {
     __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-    if (k < npf) _mm_prefetch(pf[k], _MM_HINT_T1);
+    if ((k & 3) == 0 && (k >> 2) < npf) _mm_prefetch(pf[k >> 2], _MM_HINT_T1);  // one per 4 k steps
 #pragma GCC unroll 6
     for (int i = 0; i < M; i++) {
       __m256 ai = _mm256_broadcast_ss(a + i);

@@ -36,10 +36,10 @@ __attribute__((always_inline)) inline void kern_f32(int64_t kc, const float* a, 
   for (int i = 0; i < M; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
 #pragma GCC unroll 14
   for (int i = 0; i < M; i++) _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
-  for (int64_t k = 0; k < kc; k++) {
+  auto step = [&]() __attribute__((always_inline)) {
     __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-    _mm_prefetch(reinterpret_cast<const char*>(b + 32 * 8), _MM_HINT_T0);
-    if (k < npf) _mm_prefetch(pf[k], _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 32 * 8), _MM_HINT_T0);   // both lines of B, 8 steps ahead
+    _mm_prefetch(reinterpret_cast<const char*>(b + 32 * 8 + 16), _MM_HINT_T0);
 #pragma GCC unroll 14
     for (int i = 0; i < M; i++) {
       __m512 ai = _mm512_set1_ps(a[i]);
@@ -48,7 +48,14 @@ __attribute__((always_inline)) inline void kern_f32(int64_t kc, const float* a, 
     }
     a += MR;
     b += NR;
+  };
+  // One prefetch of the caller's list per 4 k steps (spread out, so they never queue up behind each other).
+  int64_t k = 0;
+  for (int q = 0; q < npf && k + 4 <= kc; q++, k += 4) {
+    _mm_prefetch(pf[q], _MM_HINT_T1);
+    step(); step(); step(); step();
   }
+  for (; k < kc; k++) step();
   const __m512 va = _mm512_set1_ps(alpha);
   const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
 #pragma GCC unroll 14
@@ -67,10 +74,10 @@ __attribute__((always_inline)) inline void kern_bf16(int64_t kp, const uint16_t*
 #pragma GCC unroll 14
   for (int i = 0; i < M; i++) _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
   const int32_t* a32 = reinterpret_cast<const int32_t*>(a);
-  for (int64_t k = 0; k < kp; k++) {
+  auto step = [&]() __attribute__((always_inline)) {
     __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
-    _mm_prefetch(reinterpret_cast<const char*>(b + 64 * 8), _MM_HINT_T0);
-    if (k < npf) _mm_prefetch(pf[k], _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 64 * 8), _MM_HINT_T0);   // both lines of B, 8 steps ahead
+    _mm_prefetch(reinterpret_cast<const char*>(b + 64 * 8 + 32), _MM_HINT_T0);
 #pragma GCC unroll 14
     for (int i = 0; i < M; i++) {
       __m512bh ai = (__m512bh)_mm512_set1_epi32(a32[i]);
@@ -79,7 +86,13 @@ __attribute__((always_inline)) inline void kern_bf16(int64_t kp, const uint16_t*
     }
     a32 += MR;
     b += 2 * NR;
+  };
+  int64_t k = 0;
+  for (int q = 0; q < npf && k + 4 <= kp; q++, k += 4) {
+    _mm_prefetch(pf[q], _MM_HINT_T1);
+    step(); step(); step(); step();
   }
+  for (; k < kp; k++) step();
   const __m512 va = _mm512_set1_ps(alpha);
   const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
 #pragma GCC unroll 14
