@@ -151,7 +151,7 @@ const Path P_AVX2_F32 = {V_AVX2_F32, 6, 16, 256, 192, 1, 4, 0, gemm_avx2_kernel_
                          pack_a_f32_generic<6, float>, gemm_avx2_pack_b_f32, gemm_avx2_gemv_n_f32, gemm_avx2_gemv_t_f32};
 const Path P_AVX2_BF16 = {V_AVX2_BF16, 6, 16, 256, 192, 1, 4, 1, gemm_avx2_kernel_f32,
                           pack_a_f32_generic<6, uint16_t>, gemm_avx2_pack_b_bf16f32, gemm_avx2_gemv_n_bf16, gemm_avx2_gemv_t_bf16};
-const Path P_AVX512_F32 = {V_AVX512_F32, 14, 32, 256, 224, 1, 4, 0, gemm_avx512_kernel_f32,
+const Path P_AVX512_F32 = {V_AVX512_F32, 14, 32, 512, 224, 1, 4, 0, gemm_avx512_kernel_f32,
                            gemm_avx512_pack_a_f32, gemm_avx512_pack_b_f32, gemm_avx512_gemv_n_f32, gemm_avx512_gemv_t_f32};
 const Path P_AVX512_BF16DOT = {V_AVX512_BF16DOT, 14, 32, 512, 224, 2, 2, 1, gemm_avx512_kernel_bf16,
                                gemm_avx512_pack_a_bf16, gemm_avx512_pack_b_bf16, gemm_avx512_gemv_n_bf16, gemm_avx512_gemv_t_bf16};
@@ -349,7 +349,7 @@ void gemm_one_mblock(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& 
     const int64_t k0 = b * KC, kc = std::min(KC, K - k0);
     P.pack_a(A.at(0, k0), A.ld, A.trans, M, kc, apack + static_cast<size_t>(k0 * Mp * mr * es));
   });
-  // Column chunks: a multiple of NR, at most 256 wide (B slice <= 256 KB), enough of them for the threads.
+  // Column chunks: a multiple of NR, at most 256 wide (f32 B slice <= 512 KB, with KC = 512), enough for the threads.
   const int64_t jwmax = P.kstep == 2 ? 128 : 256;  // measured: bf16 prefers narrower slices
   int64_t jw = par ? std::min<int64_t>(jwmax, ceil_div(ceil_div(N, 4 * T), nr) * nr) : std::min<int64_t>(Npad, jwmax);
   jw = std::max<int64_t>(jw, nr);
