@@ -43,6 +43,10 @@ export { tokenizerToGGUF, ggufToTokenizer } from "./io/gguf_tokenizer.js";
 export type { GGUFTensorInfo, GGUFEntry, GGUFArray, GGUFValue, GGUFType, GGUFScalarType, GGUFMetadataEntry, GGUFArrayInput, GGUFWriteOptions } from "./io/gguf.js";
 export { QUANT_TYPES, quantizeTensor, dequantizeTensor } from "./quant/types.js";
 export type { QuantType } from "./quant/types.js";
+export { QLinear, QEmbedding, quantizeModel, quantizeWeight, dequantizeWeight, chooseType } from "./quant/qlinear.js";
+export type { QuantizeReport, QuantizeOptions, QWeight } from "./quant/qlinear.js";
+export type { QuantKind } from "./quant/qmatmul.js";
+export type { KVCacheDType, KVCacheOptions } from "./nn/attention.js";
 
 // Generation
 export { generate, generateStream, GenerationSession, type GenerateOptions, type GenerateResult } from "./generate/generate.js";

@@ -4,7 +4,6 @@
 #include "cpu.h"
 #include "pool.h"
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>

@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { FathomError } from "../core/errors.js";
 import { registerBench } from "./commands/bench.js";
+import { registerQuantize } from "./commands/quantize.js";
 import { registerTokenizerCommands } from "./commands/tokenizer.js";
 import { registerModelCommands } from "./commands/model.js";
 import { registerTextCommands } from "./commands/text.js";
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
   registerModelCommands(program);
   registerTextCommands(program);
   registerBench(program);
+  registerQuantize(program);
   registerTokenizerCommands(program);
   return program;
 }

@@ -14,10 +14,39 @@ import type { DeepseekV2ForCausalLM } from "../models/deepseek_v2/model.js";
 import { isMoeLayer } from "../models/deepseek_v2/config.js";
 import { GGUFFile, writeGGUF, type GGUFMetadataEntry } from "./gguf.js";
 import { tokenizerToGGUF } from "./gguf_tokenizer.js";
+import { Embedding, Linear } from "../nn/layers.js";
+import { arange } from "../core/ops/create.js";
+import { isFloat } from "../core/dtype.js";
+import { QEmbedding, QLinear, chooseType, dequantizeWeight, gatherQRows, qkindOf, quantizeWeight, sliceQ, stackQ, type QWeight } from "../quant/qlinear.js";
+import { QUANT_KINDS, type QuantKind } from "../quant/qmatmul.js";
+
+/** A quantized matrix on its way to or from a file; output row i is stored row perm[i] (null: the identity). */
+interface QSrc { q: QWeight; perm: Int32Array | null }
+type Src = Tensor | QSrc;
+const isQ = (x: Src): x is QSrc => !(x instanceof Tensor);
+const qkIndex = (rows: number, heads: number, inverse: boolean): Int32Array => {
+  const idx = arange(0, rows).to("f32").reshape(rows, 1);
+  return Int32Array.from((inverse ? unpermuteQK(idx, heads) : permuteQK(idx, heads)).toArray());
+};
+/** Resolves a QSrc's row order (copying rows only when it is not the identity). */
+function qInOrder(s: QSrc): QWeight {
+  if (!s.perm || s.perm.every((v, i) => v === i)) return s.q;
+  return gatherQRows(s.q, s.perm);
+}
+const scaleName = (n: string) => n.replace(/\.weight$/, ".scale");
 
 export interface GGUFExportOptions {
-  /** Type of the matrices (1-D tensors, norms and the router stay f32, as llama.cpp's converter does). Default f32. */
-  dtype?: "f32" | "f16" | "bf16";
+  /**
+   * Type of the matrices (1-D tensors, norms, the router and exp_probs_b stay f32, as llama.cpp's converter does). Default
+   * f32. Quantized types: rows that do not fit the block fall back (q4_K → q8_0 if K % 32 == 0, else f16), reported
+   * through onFallback. int8 (per-row symmetric + `<name>.scale` f32 tensors) is readable by Fathom only. Matrices a
+   * quantized model already holds in a type are written as they are (no requantization).
+   */
+  dtype?: "f32" | "f16" | "bf16" | QuantKind;
+  /** Called for each tensor written in another type than asked. */
+  onFallback?: (name: string, type: string, reason: string) => void;
+  /** Extra metadata entries (e.g. the tokenizer.* keys of a source GGUF file). */
+  metadata?: GGUFMetadataEntry[];
   /** A Hugging Face tokenizer (tokenizer.json object, tokenizer_config.json object) to embed as tokenizer.ggml.*. */
   tokenizer?: { json: Record<string, unknown>; config?: Record<string, unknown>; pre?: string };
   name?: string;
@@ -40,15 +69,50 @@ export function unpermuteQK(w: Tensor, heads: number): Tensor {
   return contiguous(reshape(transpose(reshape(w, [heads, hd / 2, 2, ...rest]), 1, 2), [rows, ...rest]));
 }
 
-const FILE_TYPE: Record<string, number> = { f32: 0, f16: 1, bf16: 32 };
+const FILE_TYPE: Record<string, number> = { f32: 0, f16: 1, bf16: 32, q8_0: 7, q4_0: 2, q4_K: 14 };
 
 export function exportGGUF(model: CausalLM, path: string, o: GGUFExportOptions = {}): void {
   const dtype = o.dtype ?? "f32";
   const sd = model.stateDict();
+  const qmods = new Map<string, QSrc>();
+  for (const [n, t, mod, local] of model.namedTensors())
+    if ((mod instanceof QLinear || mod instanceof QEmbedding) && local === "weight")
+      qmods.set(n, { q: { weight: t, scale: mod.weight_scale }, perm: mod instanceof QLinear ? mod.outPerm : null });
   const tensors: { name: string; tensor: Tensor }[] = [];
-  const put = (name: string, t: Tensor, keepF32 = false) =>
-    tensors.push({ name, tensor: contiguous((t.ndim === 1 || keepF32 ? t.to("f32") : t.to(dtype)).detach()) });
-  const w = (n: string) => { const t = sd.get(n); if (!t) throw new FathomError("gguf", `model has no tensor '${n}'`); return t; };
+  const quant = QUANT_KINDS.includes(dtype as QuantKind);
+  const putQ = (name: string, q: QWeight) => {
+    tensors.push({ name, tensor: q.weight.contiguous() });
+    if (q.scale) tensors.push({ name: scaleName(name), tensor: q.scale.contiguous() });
+  };
+  const put = (name: string, t: Src, keepF32 = false): void => {
+    if (isQ(t)) {
+      const K = t.q.weight.shape[t.q.weight.ndim - 1];
+      if (quant && !keepF32 && qkindOf(t.q.weight) === chooseType(dtype as QuantKind, K).type) { putQ(name, qInOrder(t)); return; }
+      put(name, dequantizeWeight(qInOrder(t)), keepF32);
+      return;
+    }
+    if (t.ndim === 1 || keepF32 || !quant) {
+      tensors.push({ name, tensor: contiguous((t.ndim === 1 || keepF32 ? t.to("f32") : t.to(dtype as "f32")).detach()) });
+      return;
+    }
+    const c = chooseType(dtype as QuantKind, t.shape[t.ndim - 1]);
+    if (c.reason) o.onFallback?.(name, c.type, c.reason);
+    if (c.type === "f16") tensors.push({ name, tensor: contiguous(t.to("f16").detach()) });
+    else putQ(name, quantizeWeight(contiguous(t.detach()), c.type));
+  };
+  const w = (n: string): Src => {
+    const q = qmods.get(n);
+    if (q) return q;
+    const t = sd.get(n); if (!t) throw new FathomError("gguf", `model has no tensor '${n}'`); return t;
+  };
+  const wf = (n: string): Tensor => { const t = w(n); return isQ(t) ? dequantizeWeight(qInOrder(t)) : t; };
+  const exportQK = (t: Src, heads: number): Src => {
+    if (!isQ(t)) return permuteQK(t, heads);
+    const P = qkIndex(t.q.weight.shape[0], heads, false);
+    return { q: t.q, perm: t.perm ? P.map((r) => t.perm![r]) : P };
+  };
+  const stack = (parts: Src[]): Src => (parts.every(isQ) ? { q: stackQ(parts.map((p) => qInOrder(p as QSrc))), perm: null }
+    : concat(parts.map((p) => (isQ(p) ? dequantizeWeight(qInOrder(p)) : p).unsqueeze(0)), 0));
   let meta: Entry[];
   const mt = model.modelType;
   if (mt === "llama" || mt === "qwen2") {
@@ -65,14 +129,14 @@ export function exportGGUF(model: CausalLM, path: string, o: GGUFExportOptions =
     put("token_embd.weight", w("model.embed_tokens.weight"));
     for (let i = 0; i < c.num_hidden_layers; i++) {
       const p = `model.layers.${i}.`, b = `blk.${i}.`;
-      const qk = (t: Tensor, heads: number) => (mt === "llama" ? permuteQK(t, heads) : t);
+      const qk = (t: Src, heads: number) => (mt === "llama" ? exportQK(t, heads) : t);
       put(b + "attn_norm.weight", w(p + "input_layernorm.weight"));
       put(b + "attn_q.weight", qk(w(p + "self_attn.q_proj.weight"), c.num_attention_heads));
       put(b + "attn_k.weight", qk(w(p + "self_attn.k_proj.weight"), c.num_key_value_heads));
       put(b + "attn_v.weight", w(p + "self_attn.v_proj.weight"));
       if (c.attention_bias) {
-        put(b + "attn_q.bias", qk(w(p + "self_attn.q_proj.bias"), c.num_attention_heads));
-        put(b + "attn_k.bias", qk(w(p + "self_attn.k_proj.bias"), c.num_key_value_heads));
+        put(b + "attn_q.bias", qk(wf(p + "self_attn.q_proj.bias"), c.num_attention_heads));
+        put(b + "attn_k.bias", qk(wf(p + "self_attn.k_proj.bias"), c.num_key_value_heads));
         put(b + "attn_v.bias", w(p + "self_attn.v_proj.bias"));
       }
       put(b + "attn_output.weight", w(p + "self_attn.o_proj.weight"));
@@ -117,7 +181,7 @@ export function exportGGUF(model: CausalLM, path: string, o: GGUFExportOptions =
       } else put(b + "attn_q.weight", w(p + "self_attn.q_proj.weight"));
       put(b + "attn_kv_a_mqa.weight", w(p + "self_attn.kv_a_proj_with_mqa.weight"));
       put(b + "attn_kv_a_norm.weight", w(p + "self_attn.kv_a_layernorm.weight"));
-      const kvb = reshape(w(p + "self_attn.kv_b_proj.weight"), [H, dn + dv, r]);
+      const kvb = reshape(wf(p + "self_attn.kv_b_proj.weight"), [H, dn + dv, r]);
       put(b + "attn_k_b.weight", transpose(slice(kvb, 1, 0, dn), 1, 2));            // (H, r, dn)
       put(b + "attn_v_b.weight", slice(kvb, 1, dn));                                  // (H, dv, r)
       put(b + "attn_output.weight", w(p + "self_attn.o_proj.weight"));
@@ -126,8 +190,7 @@ export function exportGGUF(model: CausalLM, path: string, o: GGUFExportOptions =
         put(b + "ffn_gate_inp.weight", w(p + "mlp.gate.weight"), true);
         if (c.topk_method === "noaux_tc") put(b + "exp_probs_b.bias", w(p + "mlp.gate.e_score_correction_bias"));
         for (const [g, hf] of [["gate", "gate_proj"], ["up", "up_proj"], ["down", "down_proj"]]) {
-          const stack = Array.from({ length: c.n_routed_experts }, (_, e) => w(`${p}mlp.experts.${e}.${hf}.weight`).unsqueeze(0));
-          put(`${b}ffn_${g}_exps.weight`, concat(stack, 0));                         // (E, out, in)
+          put(`${b}ffn_${g}_exps.weight`, stack(Array.from({ length: c.n_routed_experts }, (_, e) => w(`${p}mlp.experts.${e}.${hf}.weight`))));   // (E, out, in)
           if (c.n_shared_experts) put(`${b}ffn_${g}_shexp.weight`, w(`${p}mlp.shared_experts.${hf}.weight`));
         }
       } else for (const [g, hf] of [["gate", "gate_proj"], ["up", "up_proj"], ["down", "down_proj"]]) put(`${b}ffn_${g}.weight`, w(`${p}mlp.${hf}.weight`));
@@ -135,7 +198,10 @@ export function exportGGUF(model: CausalLM, path: string, o: GGUFExportOptions =
   } else throw new FathomError("gguf", `cannot export model_type '${mt}' to GGUF`);
   put("output_norm.weight", w("model.norm.weight"));
   if (!model.tieWordEmbeddings) put("output.weight", w("lm_head.weight"));
-  meta.splice(1, 0, str("general.name", o.name ?? "fathom-export"), u32("general.file_type", FILE_TYPE[dtype]));
+  meta.splice(1, 0, str("general.name", o.name ?? "fathom-export"));
+  if (dtype in FILE_TYPE) meta.splice(2, 0, u32("general.file_type", FILE_TYPE[dtype]));
+  else meta.push(str("fathom.quantization", dtype));
+  if (o.metadata) for (const e of o.metadata) if (!meta.some((m) => m.key === e.key)) meta.push(e);
   if (o.tokenizer) meta.push(...tokenizerToGGUF(o.tokenizer.json, o.tokenizer.config, { pre: o.tokenizer.pre ?? "default" }));
   writeGGUF(path, { metadata: meta, tensors });
 }
@@ -200,19 +266,30 @@ function configFromGGUF(f: GGUFFile): RawConfig {
 
 export interface GGUFLoadOptions { dtype?: DType; onProgress?: (done: number, total: number) => void }
 
-/** A model from a GGUF file (quantized tensors are dequantized for now). */
+/**
+ * A model from a GGUF file. Quantized matrices (Q8_0, Q4_0, Q4_K; I8 with a `.scale` tensor) stay quantized, viewing the
+ * mapped file: their Linear layers become QLinear (the embedding a QEmbedding). Tensors the model needs dense (norms,
+ * the router, MLA's attn_k_b/attn_v_b) are dequantized. `dtype` converts the float tensors only.
+ */
 export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
   const f = GGUFFile.open(path);
   const raw = configFromGGUF(f);
   const model = modelFromConfig(raw, `${path} (GGUF metadata)`);
   const names = new Set(f.tensors.map((t) => t.name));
-  const read = (n: string): Tensor | undefined => {
+  const read = (n: string): Src | undefined => {
     if (!names.has(n)) return undefined;
-    const info = f.tensors.find((t) => t.name === n)!;
-    return info.typeName === "F32" || info.typeName === "F16" || info.typeName === "BF16" ? f.get(n) : f.dequantize(n);
+    const info = f.tensorInfo(n);
+    if (info.typeName === "F32" || info.typeName === "F16" || info.typeName === "BF16") return f.get(n);
+    if (info.typeName === "Q8_0" || info.typeName === "Q4_0" || info.typeName === "Q4_K") return { q: { weight: f.get(n), scale: null }, perm: null };
+    if (info.typeName === "I8") {
+      if (!names.has(scaleName(n))) throw new FormatError("gguf", `${path}: I8 tensor '${n}' has no '${scaleName(n)}' scale tensor`);
+      return { q: { weight: f.get(n), scale: f.get(scaleName(n)).to("f32") }, perm: null };
+    }
+    return f.dequantize(n);
   };
-  const need = (n: string) => { const t = read(n); if (!t) throw new FormatError("gguf", `${path}: missing tensor '${n}'`); return t; };
-  const hf = new Map<string, Tensor>();
+  const need = (n: string): Src => { const t = read(n); if (!t) throw new FormatError("gguf", `${path}: missing tensor '${n}'`); return t; };
+  const needF = (n: string): Tensor => { const t = need(n); return isQ(t) ? dequantizeWeight(qInOrder(t)) : t; };
+  const hf = new Map<string, Src>();
   hf.set("model.embed_tokens.weight", need("token_embd.weight"));
   hf.set("model.norm.weight", need("output_norm.weight"));
   if (names.has("output.weight")) hf.set("lm_head.weight", need("output.weight"));
@@ -225,13 +302,14 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
     hf.set(p + "self_attn.o_proj.weight", need(b + "attn_output.weight"));
     if (arch === "llama" || arch === "qwen2") {
       const Hkv = Number(raw.num_key_value_heads);
-      const qk = (t: Tensor, heads: number) => (arch === "llama" ? unpermuteQK(t, heads) : t);
+      const qk = (t: Src, heads: number): Src => (arch !== "llama" ? t : !isQ(t) ? unpermuteQK(t, heads)
+        : { q: t.q, perm: qkIndex(t.q.weight.shape[0], heads, true) });
       hf.set(p + "self_attn.q_proj.weight", qk(need(b + "attn_q.weight"), H));
       hf.set(p + "self_attn.k_proj.weight", qk(need(b + "attn_k.weight"), Hkv));
       hf.set(p + "self_attn.v_proj.weight", need(b + "attn_v.weight"));
       if (names.has(b + "attn_q.bias")) {
-        hf.set(p + "self_attn.q_proj.bias", qk(need(b + "attn_q.bias"), H));
-        hf.set(p + "self_attn.k_proj.bias", qk(need(b + "attn_k.bias"), Hkv));
+        hf.set(p + "self_attn.q_proj.bias", qk(needF(b + "attn_q.bias"), H));
+        hf.set(p + "self_attn.k_proj.bias", qk(needF(b + "attn_k.bias"), Hkv));
         hf.set(p + "self_attn.v_proj.bias", need(b + "attn_v.bias"));
       }
       if (names.has(b + "attn_output.bias")) hf.set(p + "self_attn.o_proj.bias", need(b + "attn_output.bias"));
@@ -246,22 +324,56 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
     } else hf.set(p + "self_attn.q_proj.weight", need(b + "attn_q.weight"));
     hf.set(p + "self_attn.kv_a_proj_with_mqa.weight", need(b + "attn_kv_a_mqa.weight"));
     hf.set(p + "self_attn.kv_a_layernorm.weight", need(b + "attn_kv_a_norm.weight"));
-    if (names.has(b + "attn_kv_b.weight")) hf.set(p + "self_attn.kv_b_proj.weight", need(b + "attn_kv_b.weight"));
+    if (names.has(b + "attn_kv_b.weight")) hf.set(p + "self_attn.kv_b_proj.weight", needF(b + "attn_kv_b.weight"));
     else {
-      const kb = transpose(need(b + "attn_k_b.weight"), 1, 2);                        // (H, dn, r)
-      const vb = need(b + "attn_v_b.weight");                                           // (H, dv, r)
+      const kb = transpose(needF(b + "attn_k_b.weight").float(), 1, 2);               // (H, dn, r)
+      const vb = needF(b + "attn_v_b.weight").float();                                        // (H, dv, r)
       hf.set(p + "self_attn.kv_b_proj.weight", reshape(concat([contiguous(kb), vb], 1), [H * (dn + dv), r]));
     }
     if (names.has(b + "ffn_gate_inp.weight")) {
-      hf.set(p + "mlp.gate.weight", need(b + "ffn_gate_inp.weight"));
+      hf.set(p + "mlp.gate.weight", needF(b + "ffn_gate_inp.weight"));
       if (names.has(b + "exp_probs_b.bias")) hf.set(p + "mlp.gate.e_score_correction_bias", need(b + "exp_probs_b.bias"));
       for (const [g, n] of [["gate", "gate_proj"], ["up", "up_proj"], ["down", "down_proj"]]) {
         const stack = need(`${b}ffn_${g}_exps.weight`);
-        for (let e = 0; e < stack.shape[0]; e++) hf.set(`${p}mlp.experts.${e}.${n}.weight`, reshape(slice(stack, 0, e, e + 1), stack.shape.slice(1)));
+        const E = isQ(stack) ? stack.q.weight.shape[0] : stack.shape[0];
+        for (let e = 0; e < E; e++) hf.set(`${p}mlp.experts.${e}.${n}.weight`, isQ(stack) ? { q: sliceQ(stack.q, e), perm: null }
+          : reshape(slice(stack, 0, e, e + 1), stack.shape.slice(1)));
         if (names.has(`${b}ffn_${g}_shexp.weight`)) hf.set(`${p}mlp.shared_experts.${n}.weight`, need(`${b}ffn_${g}_shexp.weight`));
       }
     } else for (const [g, n] of [["gate", "gate_proj"], ["up", "up_proj"], ["down", "down_proj"]]) hf.set(`${p}mlp.${n}.weight`, need(`${b}ffn_${g}.weight`));
   }
-  model.loadStateDict(hf, { dtype: o.dtype, source: path, onProgress: o.onProgress });
+  const sd = new Map<string, Tensor>();
+  // In a quantized file, f16 tensors are fallbacks of matrices whose rows do not fit a block: computed in f32.
+  const quantized = [...hf.values()].some(isQ);
+  for (const [name, t] of hf) {
+    const dt = o.dtype ?? (quantized && (t as Tensor).dtype === "f16" ? "f32" : undefined);
+    if (!isQ(t)) { sd.set(name, dt && isFloat(t.dtype) ? t.to(dt).detach() : t); continue; }
+    const q = installQuantized(model, name, t);
+    if (!q) { sd.set(name, dequantizeWeight(qInOrder(t))); continue; }
+    sd.set(name, q.weight);
+    if (q.scale) sd.set(name + "_scale", q.scale);
+  }
+  model.loadStateDict(sd, { source: path, onProgress: o.onProgress });
   return model;
+}
+
+/** Swaps the Linear (or Embedding) owning `name` ("….weight") for its quantized form; null if it is neither. */
+function installQuantized(model: CausalLM, name: string, s: QSrc): QWeight | null {
+  const path = name.replace(/\.weight$/, "").split(".");
+  let parent = model as unknown as Record<string, unknown>;
+  for (const seg of path.slice(0, -1)) parent = parent[seg] as Record<string, unknown>;
+  const key = path[path.length - 1], cur = parent[key];
+  if (cur instanceof Linear) {
+    const q = new QLinear(cur.inFeatures, cur.outFeatures, s.q, cur.bias);
+    q.outPerm = s.perm;
+    parent[key] = q;
+    return s.q;
+  }
+  if (cur instanceof Embedding) {
+    const q = qInOrder(s);
+    parent[key] = new QEmbedding(cur.num, cur.dim, q);
+    if (model.tieWordEmbeddings) (model as unknown as Record<string, unknown>).lm_head = new QLinear(cur.dim, cur.num, q);
+    return q;
+  }
+  return null;
 }

@@ -6,7 +6,7 @@ import { arange } from "../core/ops/create.js";
 import { noGrad } from "../core/autograd.js";
 import { Module } from "../nn/module.js";
 import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
-import { KVCache, type AttentionContext, type LayerCache } from "../nn/attention.js";
+import { KVCache, type AttentionContext, type KVCacheOptions, type LayerCache } from "../nn/attention.js";
 import type { RawConfig } from "./config.js";
 
 export interface AttentionModule extends Module { forward(x: Tensor, ctx: AttentionContext, cache?: LayerCache): Tensor }
@@ -96,7 +96,8 @@ export abstract class CausalLM extends Module {
     return this.lm_head.forward(this.hidden(ids, o));
   }
 
-  newCache(): KVCache { return new KVCache(this.layers.length); }
+  /** A KV cache; `dtype` f32 (default), bf16 or q8_0 sets how keys and values are stored. */
+  newCache(o: KVCacheOptions = {}): KVCache { return new KVCache(this.layers.length, o); }
 
   /** Greedy decoding: the new ids and each one's log-probability (no sampling; see generate() for the knobs). */
   generateGreedy(promptIds: number[], maxNewTokens: number, eos: number[] = []): { tokenIds: number[]; logprobs: number[] } {

@@ -8,6 +8,9 @@ export type FArr = Float32Array | Float64Array;
 export type UnaryOp = "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "silu" | "gelu" | "geluTanh" | "tanh" | "sigmoid" | "abs" | "square" | "recip" | "relu";
 export type BinaryOp = "add" | "sub" | "mul" | "div" | "maximum" | "minimum" | "pow";
 export type ReduceOp = "sum" | "max" | "min";
+/** Quantized weight formats a backend may multiply by: ggml blocks, or per-row symmetric int8 (dynamic int8 activations). */
+export type { QuantKind } from "../../quant/qmatmul.js";
+import type { QuantKind } from "../../quant/qmatmul.js";
 
 export interface GemmArgs {
   batch: number; M: number; N: number; K: number;
@@ -54,6 +57,11 @@ export interface Backend {
   // ---- optional: a right-hand side packed once for repeated GEMMs (weights); opaque to callers.
   packB?(bf16: boolean, K: number, N: number, B: Float32Array | Uint16Array, ldb: number, transB: boolean): object;
   gemmPacked?(M: number, A: Float32Array | Uint16Array, lda: number, packed: object, C: Float32Array): void;
+
+  // ---- optional: quantized weights W [N, K] (ggml blocks row by row, or int8 + per-row f32 scales) packed once, then
+  // out [M, N] = x [M, K] @ Wᵀ with f32 activations (src/quant/qlinear.ts). The packed handle is opaque.
+  quantPack?(type: QuantKind, N: number, K: number, data: Uint8Array, scales: Float32Array | null): object;
+  quantMatmul?(M: number, x: Float32Array, packed: object, out: Float32Array): void;
 
   // ---- optional fused kernels (f32); see src/core/fused/.
   rmsNorm?(rows: number, n: number, x: Float32Array, w: Float32Array | null, eps: number, y: Float32Array, rstd: Float32Array): void;

@@ -3,7 +3,11 @@
 import type { AdamWArgs, AttentionArgs, BinaryOp, FArr, GemmArgs, ReduceOp, UnaryOp } from "../backend.js";
 import type { DType, TypedArray } from "../../dtype.js";
 import { RefBackend } from "../ref/index.js";
-import { BinaryCode, ReduceCode, UnaryCode, type NativeBinding, type PackedMatrix } from "./binding.js";
+import { BinaryCode, ReduceCode, UnaryCode, type NativeBinding, type PackedMatrix, type PackedQuant } from "./binding.js";
+import { checkQuantWeight, chunkedQuantMatmul, type QuantKind, type QuantWeightData } from "../../../quant/qmatmul.js";
+
+/** A weight packed by the addon's quantPack (when the addon has the quantized kernels). */
+interface NativePackedQuant { native: PackedQuant; N: number; K: number }
 
 const isF32 = (x: unknown): x is Float32Array => x instanceof Float32Array;
 const i32 = (a: readonly number[]) => Int32Array.from(a);
@@ -87,6 +91,21 @@ export class NativeBackend extends RefBackend {
   gemmPacked(M: number, A: Float32Array | Uint16Array, lda: number, packed: object, C: Float32Array): void {
     const N = C.length / Math.max(M, 1);
     this.addon.gemmPacked(M, A, lda, false, packed as PackedMatrix, C, N, 1, 0);
+  }
+
+  // ---- quantized products: the addon's kernels when it has them (native/bind/quant.cc), else f32 GEMMs over chunks of
+  // dequantized rows (same products, memory O(256·K)).
+  override quantPack(type: QuantKind, N: number, K: number, data: Uint8Array, scales: Float32Array | null): object {
+    const w: QuantWeightData = { type, N, K, data, scales };
+    checkQuantWeight(w, "quantPack");
+    if (typeof this.addon.quantPack === "function" && typeof this.addon.quantMatmul === "function")
+      return { native: this.addon.quantPack(type, N, K, data, scales), N, K } satisfies NativePackedQuant;
+    return w;
+  }
+  override quantMatmul(M: number, x: Float32Array, packed: object, out: Float32Array): void {
+    if ("native" in packed) { this.addon.quantMatmul(M, x, (packed as NativePackedQuant).native, out); return; }
+    chunkedQuantMatmul(M, x, packed as QuantWeightData, out, (m, n, k, A, B, C, ldc) =>
+      this.addon.gemmF32(1, m, n, k, A, 0, k, false, B, 0, k, true, C, 0, ldc, 1, 0));
   }
 
   // ---- fused kernels (f32 only; callers check dtypes)

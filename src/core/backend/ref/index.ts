@@ -4,6 +4,7 @@ import type { AdamWArgs, Backend, BinaryOp, FArr, GemmArgs, ReduceOp, UnaryOp } 
 import type { DType, TypedArray } from "../../dtype.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../../dtype.js";
 import { unaryDeriv, unaryFn } from "./math.js";
+import { checkQuantWeight, refQuantMatmul, type QuantKind, type QuantWeightData } from "../../../quant/qmatmul.js";
 
 const binFns: Record<BinaryOp, (a: number, b: number) => number> = {
   add: (a, b) => a + b, sub: (a, b) => a - b, mul: (a, b) => a * b, div: (a, b) => a / b,
@@ -147,5 +148,15 @@ export class RefBackend implements Backend {
       pi -= (o.lr * (mi / bc1)) / (Math.sqrt(vi / bc2) + o.eps);
       p[i] = pi; m[i] = mi; v[i] = vi;
     }
+  }
+
+  // ---- quantized products: the weight kept as given; each product dequantizes rows (QUANT_TYPES) and sums in f64.
+  quantPack(type: QuantKind, N: number, K: number, data: Uint8Array, scales: Float32Array | null): object {
+    const w: QuantWeightData = { type, N, K, data, scales };
+    checkQuantWeight(w, "quantPack");
+    return w;
+  }
+  quantMatmul(M: number, x: Float32Array, packed: object, out: Float32Array): void {
+    refQuantMatmul(M, x, packed as QuantWeightData, out);
   }
 }

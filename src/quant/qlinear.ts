@@ -1,0 +1,273 @@
+// Quantization is a pass over a model: quantizeModel (and model.quantize(type)) swaps each Linear for a QLinear and the
+// token embedding for a QEmbedding, in place. A QLinear holds the quantized weight [N, K] (a ggml block tensor, or int8
+// with per-row f32 scales), packs it once through the backend (quantPack) and multiplies with quantMatmul: the native
+// kernels when the addon has them, else dequantize-then-multiply. Inference only: no gradient flows to the weight.
+//
+// What stays float (llama.cpp's choices): 1-D tensors, norms, the MoE router (its weight is not a Linear) and
+// exp_probs_b; MLA's kv_b_proj, which the absorbed form reads as two dense matrices (GGUF stores it split as
+// attn_k_b/attn_v_b; those are quantized when the file is written). Rows whose length does not fit the block fall back:
+// q4_K → q8_0 when K % 32 == 0, else f16 (as are q8_0/q4_0 when K % 32 != 0). int8 never needs a fallback.
+import { FathomError, ShapeError } from "../core/errors.js";
+import { isBlock, type BlockDType } from "../core/dtype.js";
+import { Tensor } from "../core/tensor.js";
+import { getBackend } from "../core/backend/index.js";
+import type { Backend } from "../core/backend/backend.js";
+import { Module } from "../nn/module.js";
+import { Embedding, Linear } from "../nn/layers.js";
+import { CausalLM } from "../models/decoder.js";
+import { MultiHeadLatentAttention } from "../nn/mla.js";
+import { QUANT_TYPES } from "./types.js";
+import { QUANT_KINDS, dequantizeRows, rowBytes, type QuantKind, type QuantWeightData } from "./qmatmul.js";
+
+export type { QuantKind };
+
+/** A quantized matrix [rows..., K]: block tensor (q8_0/q4_0/q4_K) or int8 tensor with f32 scales [rows...]. */
+export interface QWeight { weight: Tensor; scale: Tensor | null }
+
+export const qkindOf = (w: Tensor): QuantKind => {
+  if (isBlock(w.dtype)) return w.dtype;
+  if (w.dtype === "i8") return "int8";
+  throw new FathomError("quant", `expected a block or i8 tensor, got ${w.dtype}`);
+};
+
+/** The raw bytes of a (contiguous) quantized tensor. */
+export function qbytes(t: Tensor): Uint8Array {
+  const b = t.buffer();
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** Quantizes a float matrix [..., K] (rows independent) into `type`. */
+export function quantizeWeight(w: Tensor, type: QuantKind): QWeight {
+  if (type !== "int8") {
+    const q = QUANT_TYPES[type];
+    return { weight: Tensor.from(q.quantizeRef(w.float().buffer() as Float32Array), type, w.shape), scale: null };
+  }
+  const K = w.shape[w.ndim - 1], x = w.float().buffer() as Float32Array, rows = x.length / K;
+  const q = new Int8Array(x.length), s = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let amax = 0;
+    for (let k = 0; k < K; k++) amax = Math.max(amax, Math.abs(x[r * K + k]));
+    const d = Math.fround(amax / 127), inv = d ? 1 / d : 0;
+    s[r] = d;
+    for (let k = 0; k < K; k++) { const v = x[r * K + k] * inv; q[r * K + k] = v < 0 ? -Math.floor(-v + 0.5) : Math.floor(v + 0.5); }
+  }
+  return { weight: Tensor.from(q, "i8", w.shape), scale: Tensor.from(s, "f32", w.shape.slice(0, -1)) };
+}
+
+/** f32 copy of a quantized matrix. */
+export function dequantizeWeight(q: QWeight): Tensor {
+  const K = q.weight.shape[q.weight.ndim - 1], N = q.weight.numel / K;
+  const data: QuantWeightData = { type: qkindOf(q.weight), N, K, data: qbytes(q.weight), scales: q.scale ? (q.scale.buffer() as Float32Array) : null };
+  return Tensor.from(dequantizeRows(data, 0, N, new Float32Array(N * K)), "f32", q.weight.shape);
+}
+
+/** Rows of a quantized [R, K] matrix in a new order (bytes copied): row i of the result is row order[i]. */
+export function gatherQRows(q: QWeight, order: ArrayLike<number>): QWeight {
+  const K = q.weight.shape[q.weight.ndim - 1], R = q.weight.numel / K, rb = rowBytes(qkindOf(q.weight), K);
+  const src = qbytes(q.weight), out = new Uint8Array(src.length), sc = q.scale ? (q.scale.buffer() as Float32Array) : null;
+  const s2 = sc ? new Float32Array(R) : null;
+  for (let i = 0; i < R; i++) { out.set(src.subarray(order[i] * rb, (order[i] + 1) * rb), i * rb); if (s2) s2[i] = sc![order[i]]; }
+  return { weight: Tensor.from(out.buffer, q.weight.dtype, q.weight.shape), scale: s2 ? Tensor.from(s2, "f32", q.scale!.shape) : null };
+}
+
+/** Row `e` of a stacked [E, N, K] quantized tensor as [N, K], sharing memory. */
+export function sliceQ(q: QWeight, e: number): QWeight {
+  const [, N, K] = q.weight.shape, rb = rowBytes(qkindOf(q.weight), K), b = qbytes(q.weight);
+  const part = b.subarray(e * N * rb, (e + 1) * N * rb);
+  const weight = Tensor.from(part.buffer, q.weight.dtype, [N, K], part.byteOffset);
+  const scale = q.scale ? Tensor.from((q.scale.buffer() as Float32Array).subarray(e * N, (e + 1) * N), "f32", [N]) : null;
+  return { weight, scale };
+}
+
+/** Stacks quantized [N, K] matrices into [E, N, K] (bytes copied). */
+export function stackQ(parts: QWeight[]): QWeight {
+  const bytes = parts.map((p) => qbytes(p.weight)), out = new Uint8Array(bytes.reduce((a, b) => a + b.length, 0));
+  let o = 0;
+  for (const b of bytes) { out.set(b, o); o += b.length; }
+  const shape = [parts.length, ...parts[0].weight.shape];
+  let scale: Tensor | null = null;
+  if (parts[0].scale) {
+    const s = new Float32Array(parts.length * parts[0].scale.numel);
+    parts.forEach((p, i) => s.set(p.scale!.buffer() as Float32Array, i * p.scale!.numel));
+    scale = Tensor.from(s, "f32", shape.slice(0, -1));
+  }
+  return { weight: Tensor.from(out.buffer, parts[0].weight.dtype, shape), scale };
+}
+
+export class QLinear extends Module {
+  declare weight: Tensor;
+  declare weight_scale: Tensor | null;
+  declare bias: Tensor | null;
+  /** When set, output j is stored row outPerm[j] (a llama GGUF's Q/K rows stay in the file's order, zero-copy). */
+  outPerm: Int32Array | null = null;
+  private packed: object | null = null;
+  private packedKey: [Backend, Tensor] | null = null;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, q: QWeight, bias: Tensor | null = null) {
+    super();
+    if (q.weight.ndim !== 2 || q.weight.shape[0] !== outFeatures || q.weight.shape[1] !== inFeatures)
+      throw new ShapeError("QLinear", `weight has shape [${q.weight.shape.join(", ")}], expected [${outFeatures}, ${inFeatures}]`);
+    this.param("weight", q.weight);
+    this.param("weight_scale", q.scale);
+    this.param("bias", bias);
+  }
+
+  get qtype(): QuantKind { return qkindOf(this.weight); }
+
+  /** The weight in the backend's packed form, made on first use (again if the backend or the weight changed). */
+  private packedFor(be: Backend): object {
+    if (!this.packed || this.packedKey![0] !== be || this.packedKey![1] !== this.weight) {
+      const w = this.weight.contiguous();
+      this.packed = be.quantPack!(this.qtype, this.outFeatures, this.inFeatures, qbytes(w),
+        this.weight_scale ? (this.weight_scale.float().buffer() as Float32Array) : null);
+      this.packedKey = [be, this.weight];
+    }
+    return this.packed;
+  }
+
+  forward(x: Tensor): Tensor {
+    const K = this.inFeatures, N = this.outFeatures;
+    if (x.shape[x.ndim - 1] !== K) throw new ShapeError("QLinear", `input [${x.shape.join(", ")}] does not end in ${K}`);
+    const xf = (x.dtype === "f32" ? x : x.to("f32")).detach().contiguous();
+    const M = xf.numel / K, be = getBackend();
+    let out = new Float32Array(M * N);
+    if (M > 0) be.quantMatmul!(M, xf.buffer() as Float32Array, this.packedFor(be), out);
+    if (this.outPerm) {
+      const p = this.outPerm, o2 = new Float32Array(M * N);
+      for (let m = 0; m < M; m++) for (let j = 0; j < N; j++) o2[m * N + j] = out[m * N + p[j]];
+      out = o2;
+    }
+    let y = new Tensor(out, "f32", [...x.shape.slice(0, -1), N]);
+    if (this.bias) y = y.add(this.bias.to("f32"));
+    return x.dtype === "f32" ? y : y.to(x.dtype);
+  }
+
+  /** The weight as f32 [N, K] in output order (tests, and code that needs the dense matrix). */
+  dequantized(): Tensor {
+    const w = dequantizeWeight({ weight: this.weight, scale: this.weight_scale });
+    if (!this.outPerm) return w;
+    return w.indexSelect(0, new Tensor(this.outPerm, "i32", [this.outPerm.length]));
+  }
+}
+
+/** A token embedding whose table is quantized: looked-up rows are dequantized. */
+export class QEmbedding extends Module {
+  declare weight: Tensor;
+  declare weight_scale: Tensor | null;
+  constructor(readonly num: number, readonly dim: number, q: QWeight) {
+    super();
+    this.param("weight", q.weight);
+    this.param("weight_scale", q.scale);
+  }
+  forward(ids: Tensor): Tensor {
+    const idx = ids.to("i32").buffer() as Int32Array, D = this.dim, out = new Float32Array(idx.length * D);
+    const data: QuantWeightData = { type: qkindOf(this.weight), N: this.num, K: D, data: qbytes(this.weight.contiguous()),
+      scales: this.weight_scale ? (this.weight_scale.buffer() as Float32Array) : null };
+    idx.forEach((id, i) => {
+      if (id < 0 || id >= this.num) throw new FathomError("embedding", `token id ${id} is outside the vocabulary of ${this.num}`);
+      const row = out.subarray(i * D, (i + 1) * D);
+      if (data.type === "int8") dequantizeRowsSingle(data, id, row); else dequantizeRows(data, id, id + 1, row);
+    });
+    return new Tensor(out, "f32", [...ids.shape, D]);
+  }
+}
+
+function dequantizeRowsSingle(d: QuantWeightData, r: number, out: Float32Array): void {
+  const q = new Int8Array(d.data.buffer, d.data.byteOffset + r * d.K, d.K), s = d.scales![r];
+  for (let k = 0; k < d.K; k++) out[k] = q[k] * s;
+}
+
+// ---- the pass
+
+/** The type a matrix with rows of K values gets when `type` is asked for (llama.cpp-style fallback), and why. */
+export function chooseType(type: QuantKind, K: number): { type: QuantKind | "f16"; reason?: string } {
+  if (type === "int8") return { type };
+  const bs = QUANT_TYPES[type].blockSize;
+  if (K % bs === 0) return { type };
+  if (type === "q4_K" && K % 32 === 0) return { type: "q8_0", reason: `row length ${K} is not a multiple of 256` };
+  return { type: "f16", reason: `row length ${K} is not a multiple of ${type === "q4_K" ? 256 : 32}${type === "q4_K" ? " or 32" : ""}` };
+}
+
+export interface QuantizeReport {
+  type: QuantKind;
+  /** Tensors (Hugging Face names) stored in another type than asked, and why. */
+  fallbacks: { name: string; type: QuantKind | "f16"; reason: string }[];
+  /** Matrices kept in float on purpose (not fallbacks): names and why. */
+  kept: { name: string; reason: string }[];
+  quantized: number;
+}
+
+export interface QuantizeOptions { /** Leave the token embedding (and a tied head) in float. Default false (llama.cpp quantizes it too). */ keepEmbedding?: boolean }
+
+type Parent = Record<string, unknown>;
+
+/** Replaces Linear layers (and the token embedding) by quantized ones, in place; returns what was done. */
+export function quantizeModel(model: CausalLM, type: QuantKind, o: QuantizeOptions = {}): QuantizeReport {
+  if (!QUANT_KINDS.includes(type)) throw new FathomError("quantize", `unknown type '${type}' (expected ${QUANT_KINDS.join(", ")})`);
+  const rep: QuantizeReport = { type, fallbacks: [], kept: [], quantized: 0 };
+  const visit = (m: Module, prefix: string): void => {
+    const rec = m as unknown as Parent;
+    for (const key of Object.keys(rec)) {
+      const v = rec[key];
+      const kids: [string, unknown, (x: Module) => void][] = Array.isArray(v)
+        ? v.map((c, i) => [`${prefix}${key}.${i}`, c, (x: Module) => { v[i] = x; }])
+        : [[`${prefix}${key}`, v, (x: Module) => { rec[key] = x; }]];
+      for (const [name, c, set] of kids) {
+        if (key === "lm_head" && m === model && model.tieWordEmbeddings) continue;     // handled with the embedding
+        if (c instanceof Linear) {
+          if (m instanceof MultiHeadLatentAttention && key === "kv_b_proj") {
+            rep.kept.push({ name: name + ".weight", reason: "MLA reads kv_b_proj as dense matrices (GGUF stores it split as attn_k_b/attn_v_b)" });
+            continue;
+          }
+          const q = quantizeLinearWeight(c.weight, type, name + ".weight", rep);
+          if (q === "f16") { c.weight = c.weight.to("f16").to(c.weight.dtype).detach(); continue; }   // f16 values, same dtype
+          set(new QLinear(c.inFeatures, c.outFeatures, q, c.bias));
+        } else if (c instanceof QLinear) {
+          const q = quantizeLinearWeight(c.dequantized(), type, name + ".weight", rep);
+          if (q === "f16") continue;
+          set(new QLinear(c.inFeatures, c.outFeatures, q, c.bias));
+        } else if (c instanceof Module && key !== "lm_head") visit(c, `${name}.`);
+      }
+    }
+  };
+  visit(model, "");
+  const emb = model.model.embed_tokens as Embedding | QEmbedding;
+  if (!o.keepEmbedding) {
+    const w = emb instanceof QEmbedding ? dequantizeWeight({ weight: emb.weight, scale: emb.weight_scale }) : emb.weight;
+    const q = quantizeLinearWeight(w, type, "model.embed_tokens.weight", rep);
+    if (q !== "f16") {
+      const qe = new QEmbedding(w.shape[0], w.shape[1], q);
+      (model.model as unknown as Parent).embed_tokens = qe;
+      if (model.tieWordEmbeddings) (model as unknown as Parent).lm_head = new QLinear(w.shape[1], w.shape[0], q);
+    } else if (emb instanceof Embedding) emb.weight = emb.weight.to("f16").to("f32").detach();
+  }
+  return rep;
+}
+
+function quantizeLinearWeight(w: Tensor, type: QuantKind, name: string, rep: QuantizeReport): QWeight | "f16" {
+  const c = chooseType(type, w.shape[w.ndim - 1]);
+  if (c.reason) rep.fallbacks.push({ name, type: c.type, reason: c.reason });
+  if (c.type === "f16") return "f16";
+  rep.quantized++;
+  return quantizeWeight(w, c.type);
+}
+
+export function formatReport(r: QuantizeReport): string {
+  const lines = [`quantized ${r.quantized} matrices to ${r.type}`];
+  for (const f of r.fallbacks) lines.push(`  fallback: ${f.name} → ${f.type} (${f.reason})`);
+  for (const k of r.kept) lines.push(`  kept float: ${k.name} (${k.reason})`);
+  return lines.join("\n");
+}
+
+declare module "../models/decoder.js" {
+  interface CausalLM {
+    /** Quantizes the model in place (Linear → QLinear, embedding → QEmbedding); returns the model. See quantizeModel. */
+    quantize(type: QuantKind, o?: QuantizeOptions): this;
+  }
+}
+CausalLM.prototype.quantize = function (this: CausalLM, type: QuantKind, o?: QuantizeOptions) {
+  quantizeModel(this, type, o);
+  return this;
+};
+
+export type { BlockDType };

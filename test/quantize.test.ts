@@ -1,0 +1,183 @@
+// Quantization end to end: model.quantize / quantizeModel, quantized GGUF export and zero-copy load, llama.cpp
+// (node-llama-cpp 3.21.1) generating the same greedy tokens as Fathom on the same quantized file, quantized products
+// against dequantize-then-multiply, fallbacks, the quantize command and the KV-cache dtypes.
+import assert from "node:assert/strict";
+import { describe, test, before, after } from "node:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as F from "../src/index.js";
+import { exportGGUF, loadGGUF } from "../src/io/gguf_model.js";
+import { QEmbedding, QLinear, dequantizeWeight, quantizeModel, quantizeWeight } from "../src/quant/qlinear.js";
+import { refQuantMatmul, type QuantKind } from "../src/quant/qmatmul.js";
+import { getBackend, withBackend } from "../src/core/backend/index.js";
+import { TINY_CONFIGS, tinyTokenizer } from "./fixtures.js";
+import { llamaCppAvailable, llamaCppRun } from "./llama_cpp.js";
+
+let dir = "";
+before(() => { dir = mkdtempSync(join(tmpdir(), "fathom-quant-")); });
+after(() => { rmSync(dir, { recursive: true, force: true }); });
+const run = (...args: string[]) => spawnSync(process.execPath, ["--import", "tsx", "src/cli/run.ts", ...args], { encoding: "utf8" });
+
+// Rows of 256 so that q4_K really is q4_K (MLA's narrow tensors still fall back, which the test checks).
+const WIDE = {
+  llama: { ...TINY_CONFIGS.llama, hidden_size: 256, intermediate_size: 512 },
+  qwen2: { ...TINY_CONFIGS.qwen2, hidden_size: 256, intermediate_size: 512 },
+  deepseek_v3: { ...TINY_CONFIGS.deepseek_v3, hidden_size: 256, intermediate_size: 256, moe_intermediate_size: 256, q_lora_rank: 256, kv_lora_rank: 256 },
+};
+const PROMPT = [286, 72, 101, 108, 108, 111, 5, 17];
+const GGUF_TYPES = ["q8_0", "q4_0", "q4_K"] as const;
+// llama.cpp quantizes activations (q8_0 blocks; q8_K for q4_K) where we multiply f32 activations by dequantized weights.
+const TOL: Record<string, number> = { llama: 0.25, qwen2: 0.25, deepseek_v3: 2 };
+
+for (const [arch, cfg] of Object.entries(WIDE)) {
+  describe(`quantized GGUF ${arch}`, () => {
+    const model = F.randomModel(cfg, { seed: 21, init: "scaled" });
+    const tok = tinyTokenizer(288);
+    for (const type of GGUF_TYPES) {
+      test(`${type}: Fathom and llama.cpp generate the same 32 greedy tokens from the file`, { timeout: 120_000 }, async (t) => {
+        const path = join(dir, `${arch}-${type}.gguf`);
+        const fallbacks: string[] = [];
+        exportGGUF(model, path, { dtype: type, tokenizer: { json: tok.tokenizer, config: tok.config, pre: "gpt-2" }, onFallback: (n, to) => fallbacks.push(`${n}→${to}`) });
+        const f = F.GGUFFile.open(path);
+        const types = new Map(f.tensors.map((x) => [x.name, x.typeName]));
+        assert.equal(types.get("blk.0.attn_norm.weight"), "F32");
+        assert.equal(types.get("output_norm.weight"), "F32");
+        assert.equal(types.get("token_embd.weight"), type.toUpperCase());
+        assert.equal(types.get("blk.0.ffn_up.weight") ?? types.get("blk.1.ffn_up_exps.weight"), type.toUpperCase());
+        if (arch === "deepseek_v3") {
+          assert.equal(types.get("blk.1.ffn_gate_inp.weight"), "F32");
+          assert.equal(types.get("blk.1.exp_probs_b.bias"), "F32");
+          // attn_k_b rows are qk_nope_head_dim = 16 long: F16 whatever the type; o_proj rows of 64 leave q4_K for q8_0
+          assert.equal(types.get("blk.0.attn_k_b.weight"), "F16");
+          assert.ok(fallbacks.includes("blk.0.attn_k_b.weight→f16"), fallbacks.join(", "));
+          if (type === "q4_K") assert.equal(types.get("blk.0.attn_output.weight"), "Q8_0");
+        } else assert.deepEqual(fallbacks, []);
+        const back = loadGGUF(path);
+        // kept quantized, viewing the mapped file
+        assert.ok(back.lm_head instanceof QLinear && back.model.embed_tokens instanceof QEmbedding);
+        const ours = back.generateGreedy(PROMPT, 32).tokenIds;
+        if (!(await llamaCppAvailable())) { t.skip("node-llama-cpp not installed"); return; }
+        const [ref] = await llamaCppRun(path, [PROMPT], 32);
+        const lp = F.noGrad(() => back.forward(F.tensor([PROMPT], { dtype: "i32" }))).logSoftmax(-1).toArray();
+        const V = 288;
+        let worst = 0;
+        ref.logprobs.forEach((m, pos) => { for (const [id, l] of m) if (l > -30) worst = Math.max(worst, Math.abs(l - lp[pos * V + id])); });
+        t.diagnostic(`${arch} ${type}: max |Δ log p| vs llama.cpp = ${worst.toExponential(2)} (llama.cpp quantizes activations to q8_0/q8_K)`);
+        const same = ours.findIndex((v, i) => v !== ref.greedy[i]);
+        t.diagnostic(`${arch} ${type}: greedy tokens agree ${same < 0 ? "for all 32" : `until position ${same}`}`);
+        assert.ok(worst < TOL[arch], `max |Δ log p| = ${worst}`);
+        assert.deepEqual(ours, ref.greedy);
+      });
+    }
+  });
+}
+
+test("model.quantize swaps Linear for QLinear in place; in memory and from the file agree exactly", () => {
+  const m = F.randomModel(WIDE.llama, { seed: 3, init: "scaled" });
+  assert.equal(m.quantize("q4_K"), m);
+  assert.ok(m.layers[0].mlp instanceof F.Module);
+  assert.ok((m.layers[0].mlp as unknown as { up_proj: unknown }).up_proj instanceof QLinear);
+  const ids = F.tensor([PROMPT], { dtype: "i32" });
+  const a = F.noGrad(() => m.forward(ids)).toArray();
+  const p = join(dir, "mem-q4_K.gguf");
+  exportGGUF(m, p, { dtype: "q4_K" });
+  const b = F.noGrad(() => loadGGUF(p).forward(ids)).toArray();
+  assert.deepEqual(b, a);
+});
+
+test("int8: per-row weights + scales round-trip through GGUF (I8 + .scale) and stay close to f32", () => {
+  const m = F.randomModel(TINY_CONFIGS.deepseek_v3, { seed: 4, init: "scaled" });
+  const ids = F.tensor([PROMPT], { dtype: "i32" });
+  const f32 = F.noGrad(() => m.forward(ids)).logSoftmax(-1).toArray();
+  const rep = quantizeModel(m, "int8");
+  assert.deepEqual(rep.fallbacks, []);
+  const q = F.noGrad(() => m.forward(ids)).logSoftmax(-1).toArray();
+  const dq = Math.max(...q.map((v, i) => Math.abs(v - f32[i])));
+  assert.ok(dq < 0.05 && dq > 0, `int8 vs f32 max |Δ log p| = ${dq}`);
+  const p = join(dir, "ds-int8.gguf");
+  exportGGUF(m, p, { dtype: "int8" });
+  const f = F.GGUFFile.open(p);
+  assert.equal(f.tensorInfo("blk.1.ffn_up_exps.weight").typeName, "I8");
+  assert.deepEqual(f.tensorInfo("blk.1.ffn_up_exps.scale").shape, [8, 32]);
+  const back = loadGGUF(p);
+  const r = F.noGrad(() => back.forward(ids)).logSoftmax(-1).toArray();
+  // the file also holds MLA's k_b/v_b in int8 (in memory kv_b_proj stays dense), so only closeness is expected
+  assert.ok(Math.max(...r.map((v, i) => Math.abs(v - f32[i]))) < 0.05);
+});
+
+// Budgets on max |Δ| / rms(y) against dequantize-then-multiply in f64. Kernels that quantize activations (q8_0 blocks,
+// q8_K, per-token int8, as ggml does) need the room; the reference and the chunked fallback are exact up to f32 sums.
+const BUDGET: Record<QuantKind, number> = { q8_0: 2e-2, q4_0: 2e-2, q4_K: 2e-2, int8: 3e-2 };
+test("quantized products vs dequantize-then-multiply, per type budget, on every backend", () => {
+  const [M, N, K] = [5, 48, 512];
+  const w = F.randn([N, K], { seed: 5 }).mul(0.05), x = F.randn([M, K], { seed: 6 });
+  for (const type of ["q8_0", "q4_0", "q4_K", "int8"] as const) {
+    const q = quantizeWeight(w, type);
+    const ref = x.matmul(dequantizeWeight(q).T).toArray();
+    const rms = Math.sqrt(ref.reduce((a, v) => a + v * v, 0) / ref.length);
+    for (const be of ["ref", "native"] as const) {
+      if (be === "native" && getBackend().name !== "native") continue;
+      const y = withBackend(be, () => new QLinear(K, N, q).forward(x)).toArray();
+      const err = Math.max(...y.map((v, i) => Math.abs(v - ref[i]))) / rms;
+      assert.ok(err <= BUDGET[type], `${type} on ${be}: ${err}`);
+      if (type !== "int8" && be === "ref") assert.ok(err < 1e-5, `${type} reference should be dequantize-then-multiply: ${err}`);
+    }
+    // the int8 reference: integer sums of per-token int8 activations
+    const out = new Float32Array(M * N), data = q.weight.buffer();
+    refQuantMatmul(M, x.buffer() as Float32Array, { type, N, K, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), scales: q.scale ? (q.scale.buffer() as Float32Array) : null }, out);
+    assert.ok(Math.max(...[...out].map((v, i) => Math.abs(v - ref[i]))) / rms <= BUDGET[type]);
+  }
+});
+
+describe("fathom quantize", () => {
+  test("from a Hugging Face folder and from a GGUF file; lists fallbacks", { timeout: 60_000 }, () => {
+    const m = F.randomModel(TINY_CONFIGS.llama, { seed: 7, init: "scaled" });
+    const hf = join(dir, "hf-llama");
+    m.savePretrained(hf);
+    const out = join(dir, "cli-q4_K.gguf");
+    const r = run("quantize", hf, out, "--type", "q4_K", "--json");
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    // hidden 64 and intermediate 96: no row fits 256, all are multiples of 32 → q8_0
+    assert.ok(j.fallbacks.some((f: { name: string; type: string; reason: string }) => f.name === "blk.0.ffn_down.weight" && f.type === "q8_0" && /96/.test(f.reason)));
+    assert.equal(F.GGUFFile.open(out).tensorInfo("blk.0.ffn_down.weight").typeName, "Q8_0");
+    const out2 = join(dir, "cli-q4_0.gguf");
+    const r2 = run("quantize", out, out2, "--type", "q4_0");
+    assert.equal(r2.status, 0, r2.stderr);
+    assert.match(r2.stdout, /wrote .*cli-q4_0\.gguf \(q4_0/);
+    assert.equal(F.GGUFFile.open(out2).tensorInfo("blk.1.attn_q.weight").typeName, "Q4_0");
+  });
+  test("errors: unknown type, missing input", () => {
+    const a = run("quantize", "nowhere", join(dir, "x.gguf"), "--type", "q5_0");
+    assert.equal(a.status, 1);
+    assert.match(a.stderr, /unknown type 'q5_0'/);
+    const b = run("quantize", join(dir, "missing"), join(dir, "x.gguf"), "--type", "q8_0");
+    assert.equal(b.status, 1);
+    assert.match(b.stderr, /input '.*missing' does not exist/);
+  });
+});
+
+test("KV cache dtypes: bf16 and q8_0 caches give the f32 cache's 16 greedy tokens", () => {
+  for (const arch of ["llama", "deepseek_v3"] as const) {
+    const m = F.randomModel(TINY_CONFIGS[arch], { seed: 8, init: "scaled" });
+    const greedy = (dtype: "f32" | "bf16" | "q8_0") => F.noGrad(() => {
+      const cache = m.newCache({ dtype });
+      const out: number[] = [];
+      let input = F.tensor([PROMPT], { dtype: "i32" });
+      for (let i = 0; i < 16; i++) {
+        const logits = m.forward(input, { cache });
+        const next = logits.slice(1, logits.shape[1] - 1).reshape(-1).argmax().item();
+        out.push(next);
+        input = F.tensor([[next]], { dtype: "i32" });
+      }
+      return { out, bytes: cache.bytes() };
+    });
+    const f32 = greedy("f32"), bf = greedy("bf16"), q8 = greedy("q8_0");
+    assert.deepEqual(bf.out, f32.out, `${arch} bf16`);
+    assert.deepEqual(q8.out, f32.out, `${arch} q8_0`);
+    assert.equal(bf.bytes * 2, f32.bytes);
+    assert.ok(q8.bytes < f32.bytes / 2, `${arch}: q8_0 cache ${q8.bytes} bytes vs f32 ${f32.bytes}`);
+  }
+});
