@@ -126,7 +126,7 @@ void quantize_rows(int kind, int64_t m0, int64_t m1, const float* x, int64_t K, 
       for (int64_t b = 0; b < K / 32; b++) {
         float dd = amax_of(xr + 32 * b, 32) / 127.f, id = dd != 0.f ? 1.f / dd : 0.f;
         sr[b] = q_run(xr + 32 * b, 32, id, qr + 32 * b);
-        dr[b] = dd;
+        dr[b] = f16_to_f32(f32_to_f16(dd));          // ggml's block_q8_0 stores the activation scale as f16
       }
     } else if (kind == QK_Q4_K) {
       for (int64_t sb = 0; sb < K / 256; sb++) {

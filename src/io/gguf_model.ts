@@ -2,6 +2,7 @@
 // permutation applied here and nowhere else), `qwen2` and `deepseek2` (MLA in the newer layout with separate
 // attn_k_b / attn_v_b; the older attn_kv_b is read too; routed experts stacked). Hugging Face names and config
 // fields inside, GGUF names and keys at this boundary only. See shared/docs/deepseek-spec.md §5.
+import { closeSync, openSync, readSync } from "node:fs";
 import { FathomError, FormatError } from "../core/errors.js";
 import type { DType } from "../core/dtype.js";
 import { Tensor } from "../core/tensor.js";
@@ -20,8 +21,11 @@ import { isFloat } from "../core/dtype.js";
 import { QEmbedding, QLinear, chooseType, dequantizeWeight, gatherQRows, qkindOf, quantizeWeight, sliceQ, stackQ, type QWeight } from "../quant/qlinear.js";
 import { QUANT_KINDS, type QuantKind } from "../quant/qmatmul.js";
 
-/** A quantized matrix on its way to or from a file; output row i is stored row perm[i] (null: the identity). */
-interface QSrc { q: QWeight; perm: Int32Array | null }
+/**
+ * A quantized matrix on its way to or from a file; output row i is stored row perm[i] (null: the identity). `at`: where
+ * its bytes lie in the source file (loading packs from a read copy, leaving the mapped pages untouched).
+ */
+interface QSrc { q: QWeight; perm: Int32Array | null; at?: { offset: number; bytes: number } }
 type Src = Tensor | QSrc;
 const isQ = (x: Src): x is QSrc => !(x instanceof Tensor);
 const qkIndex = (rows: number, heads: number, inverse: boolean): Int32Array => {
@@ -87,7 +91,12 @@ export function exportGGUF(model: CausalLM, path: string, o: GGUFExportOptions =
   const put = (name: string, t: Src, keepF32 = false): void => {
     if (isQ(t)) {
       const K = t.q.weight.shape[t.q.weight.ndim - 1];
-      if (quant && !keepF32 && qkindOf(t.q.weight) === chooseType(dtype as QuantKind, K).type) { putQ(name, qInOrder(t)); return; }
+      const c = quant && !keepF32 ? chooseType(dtype as QuantKind, K) : null;
+      if (c && qkindOf(t.q.weight) === c.type) {
+        if (c.reason) o.onFallback?.(name, c.type, c.reason);
+        putQ(name, qInOrder(t));
+        return;
+      }
       put(name, dequantizeWeight(qInOrder(t)), keepF32);
       return;
     }
@@ -280,10 +289,11 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
     if (!names.has(n)) return undefined;
     const info = f.tensorInfo(n);
     if (info.typeName === "F32" || info.typeName === "F16" || info.typeName === "BF16") return f.get(n);
-    if (info.typeName === "Q8_0" || info.typeName === "Q4_0" || info.typeName === "Q4_K") return { q: { weight: f.get(n), scale: null }, perm: null };
+    const at = { offset: info.fileOffset, bytes: info.byteSize };
+    if (info.typeName === "Q8_0" || info.typeName === "Q4_0" || info.typeName === "Q4_K") return { q: { weight: f.get(n), scale: null }, perm: null, at };
     if (info.typeName === "I8") {
       if (!names.has(scaleName(n))) throw new FormatError("gguf", `${path}: I8 tensor '${n}' has no '${scaleName(n)}' scale tensor`);
-      return { q: { weight: f.get(n), scale: f.get(scaleName(n)).to("f32") }, perm: null };
+      return { q: { weight: f.get(n), scale: f.get(scaleName(n)).to("f32") }, perm: null, at };
     }
     return f.dequantize(n);
   };
@@ -336,29 +346,33 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
       for (const [g, n] of [["gate", "gate_proj"], ["up", "up_proj"], ["down", "down_proj"]]) {
         const stack = need(`${b}ffn_${g}_exps.weight`);
         const E = isQ(stack) ? stack.q.weight.shape[0] : stack.shape[0];
-        for (let e = 0; e < E; e++) hf.set(`${p}mlp.experts.${e}.${n}.weight`, isQ(stack) ? { q: sliceQ(stack.q, e), perm: null }
+        for (let e = 0; e < E; e++) hf.set(`${p}mlp.experts.${e}.${n}.weight`, isQ(stack)
+          ? { q: sliceQ(stack.q, e), perm: null, at: stack.at && { offset: stack.at.offset + (e * stack.at.bytes) / E, bytes: stack.at.bytes / E } }
           : reshape(slice(stack, 0, e, e + 1), stack.shape.slice(1)));
         if (names.has(`${b}ffn_${g}_shexp.weight`)) hf.set(`${p}mlp.shared_experts.${n}.weight`, need(`${b}ffn_${g}_shexp.weight`));
       }
     } else for (const [g, n] of [["gate", "gate_proj"], ["up", "up_proj"], ["down", "down_proj"]]) hf.set(`${p}mlp.${n}.weight`, need(`${b}ffn_${g}.weight`));
   }
+  const fd = openSync(path, "r");
+  const readAt = (at: { offset: number; bytes: number }) => { const b = new Uint8Array(at.bytes); readSync(fd, b, 0, at.bytes, at.offset); return b; };
   const sd = new Map<string, Tensor>();
   // In a quantized file, f16 tensors are fallbacks of matrices whose rows do not fit a block: computed in f32.
   const quantized = [...hf.values()].some(isQ);
   for (const [name, t] of hf) {
     const dt = o.dtype ?? (quantized && (t as Tensor).dtype === "f16" ? "f32" : undefined);
     if (!isQ(t)) { sd.set(name, dt && isFloat(t.dtype) ? t.to(dt).detach() : t); continue; }
-    const q = installQuantized(model, name, t);
+    const q = installQuantized(model, name, t, readAt);
     if (!q) { sd.set(name, dequantizeWeight(qInOrder(t))); continue; }
     sd.set(name, q.weight);
     if (q.scale) sd.set(name + "_scale", q.scale);
   }
+  closeSync(fd);
   model.loadStateDict(sd, { source: path, onProgress: o.onProgress });
   return model;
 }
 
 /** Swaps the Linear (or Embedding) owning `name` ("….weight") for its quantized form; null if it is neither. */
-function installQuantized(model: CausalLM, name: string, s: QSrc): QWeight | null {
+function installQuantized(model: CausalLM, name: string, s: QSrc, readAt: (at: { offset: number; bytes: number }) => Uint8Array): QWeight | null {
   const path = name.replace(/\.weight$/, "").split(".");
   let parent = model as unknown as Record<string, unknown>;
   for (const seg of path.slice(0, -1)) parent = parent[seg] as Record<string, unknown>;
@@ -366,13 +380,18 @@ function installQuantized(model: CausalLM, name: string, s: QSrc): QWeight | nul
   if (cur instanceof Linear) {
     const q = new QLinear(cur.inFeatures, cur.outFeatures, s.q, cur.bias);
     q.outPerm = s.perm;
+    if (s.at) q.prepack(readAt(s.at));
     parent[key] = q;
     return s.q;
   }
   if (cur instanceof Embedding) {
     const q = qInOrder(s);
     parent[key] = new QEmbedding(cur.num, cur.dim, q);
-    if (model.tieWordEmbeddings) (model as unknown as Record<string, unknown>).lm_head = new QLinear(cur.dim, cur.num, q);
+    if (model.tieWordEmbeddings) {
+      const head = new QLinear(cur.dim, cur.num, q);
+      if (s.at && !s.perm) head.prepack(readAt(s.at));
+      (model as unknown as Record<string, unknown>).lm_head = head;
+    }
     return q;
   }
   return null;

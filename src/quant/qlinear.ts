@@ -125,6 +125,17 @@ export class QLinear extends Module {
     return this.packed;
   }
 
+  /**
+   * Packs now from `bytes`, a copy of the weight's contents read elsewhere, so that the weight's own memory (a mapped
+   * file) is never touched by inference: memory then holds the packed copy only.
+   */
+  prepack(bytes: Uint8Array): void {
+    const be = getBackend();
+    this.packed = be.quantPack!(this.qtype, this.outFeatures, this.inFeatures, bytes,
+      this.weight_scale ? (this.weight_scale.float().buffer() as Float32Array) : null);
+    this.packedKey = [be, this.weight];
+  }
+
   forward(x: Tensor): Tensor {
     const K = this.inFeatures, N = this.outFeatures;
     if (x.shape[x.ndim - 1] !== K) throw new ShapeError("QLinear", `input [${x.shape.join(", ")}] does not end in ${K}`);

@@ -19,7 +19,7 @@ export function quantizeFile(input: string, out: string, type: string): Quantize
   const gguf = input.endsWith(".gguf");
   if (!gguf && !statSync(input).isDirectory()) throw new FathomError("quantize", `input '${input}' is neither a .gguf file nor a Hugging Face folder`);
   const model = AutoModelForCausalLM.fromPretrained(input);
-  const rep = quantizeModel(model, type as QuantKind);
+  const rep = quantizeModel(model, type as QuantKind);          // in memory first: kept/fallback choices as model.quantize makes them
   const fallbacks: QuantizeFileResult["fallbacks"] = [];
   let metadata: GGUFMetadataEntry[] | undefined, tokenizer: GGUFExportOptions["tokenizer"];
   if (gguf) {
