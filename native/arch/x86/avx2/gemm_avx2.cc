@@ -7,18 +7,13 @@
 #include <immintrin.h>
 #include <cstring>
 #include "kernels/gemm.h"
+#include "common.h"
 
 namespace fathom {
 namespace {
 
 constexpr int MR = 6, NR = 16;
 
-static inline float bf(uint16_t h) {
-  uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // Lane mask for the first n (0..8) lanes.
 static inline __m256i lanes(int64_t n) {
@@ -80,7 +75,7 @@ void gemv_n(int64_t K, const T* a, int64_t lda, const T* B, int64_t ldb, int64_t
   };
   auto sc = [](T v) -> float {
     if (sizeof(T) == 4) { float f; std::memcpy(&f, &v, 4); return f; }
-    uint16_t h; std::memcpy(&h, &v, 2); return bf(h);
+    uint16_t h; std::memcpy(&h, &v, 2); return bf16_to_f32(h);
   };
   auto lacc = [](const float* c, int64_t n) { return n >= 8 ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, lanes(n)); };
   auto sacc = [](float* c, int64_t n, __m256 v) { if (n >= 8) _mm256_storeu_ps(c, v); else _mm256_maskstore_ps(c, lanes(n), v); };
@@ -127,7 +122,7 @@ void gemv_t(int64_t K, const T* a, int64_t lda, const T* B, int64_t ldb, int64_t
   };
   auto sc = [](T v) -> float {
     if (sizeof(T) == 4) { float f; std::memcpy(&f, &v, 4); return f; }
-    uint16_t h; std::memcpy(&h, &v, 2); return bf(h);
+    uint16_t h; std::memcpy(&h, &v, 2); return bf16_to_f32(h);
   };
   const int64_t K8 = K & ~int64_t(7);
   for (int64_t n0 = 0; n0 < nc; n0 += RW) {
@@ -244,7 +239,7 @@ void gemm_avx2_pack_b_bf16f32(const void* src, int64_t ld, bool trans, int64_t k
     } else {
       if (cols < NR) std::memset(d, 0, sizeof(float) * NR * kc);
       for (int64_t c = 0; c < cols; c++)
-        for (int64_t k = 0; k < kc; k++) d[k * NR + c] = bf(trans ? B[(j + c) * ld + k] : B[k * ld + j + c]);
+        for (int64_t k = 0; k < kc; k++) d[k * NR + c] = bf16_to_f32(trans ? B[(j + c) * ld + k] : B[k * ld + j + c]);
     }
   }
 }
