@@ -2,7 +2,7 @@
 // permute, slice, expand) share storage; contiguous() copies only when needed. Memory belongs to JS typed
 // arrays, so the garbage collector frees it, and V8 counts it (ArrayBuffers report their size). External
 // memory (a mapped file, another library's Float32Array) is wrapped without copying with Tensor.from.
-import { DTYPES, allocate, isBlock, readAt, type DType, type TypedArray } from "./dtype.js";
+import { DTYPES, isBlock, readAt, type DType, type TypedArray } from "./dtype.js";
 import { FathomError, ShapeError, DTypeError, fmtShape } from "./errors.js";
 import { numel, rowMajorStrides, type Shape } from "./shape.js";
 import { Node, runBackward } from "./autograd.js";
@@ -187,4 +187,3 @@ export function shapeOf(values: ArrayLike<number>, shape: Shape | undefined, op:
   return s;
 }
 
-export { allocate };

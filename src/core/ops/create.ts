@@ -1,5 +1,5 @@
 // Tensor creation: from JS values, constants, ranges and seeded random numbers.
-import { DTYPES, allocate, encode, isFloat, checkDType, type DType } from "../dtype.js";
+import { allocate, encode, isFloat, checkDType, type DType } from "../dtype.js";
 import { FathomError } from "../errors.js";
 import { checkShape, numel } from "../shape.js";
 import { Tensor, shapeOf } from "../tensor.js";
@@ -111,4 +111,3 @@ export function randint(low: number, high: number, shape: readonly number[], o: 
   return new Tensor(data, "i32", s);
 }
 
-export { DTYPES };

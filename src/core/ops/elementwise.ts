@@ -1,6 +1,6 @@
 // Elementwise ops with broadcasting, casts, comparisons and where. bf16/f16 operands compute in f32 and round
 // back (the cast ops carry the gradient); float64 and float32 run the backend's kernels directly.
-import { allocate, encode, isFloat, isHalf, isBlock, promote, readAt, DTYPES, type DType } from "../dtype.js";
+import { allocate, encode, isFloat, isHalf, isBlock, promote, readAt, type DType } from "../dtype.js";
 import { DTypeError, fmtShape, ShapeError } from "../errors.js";
 import { broadcastShapes, broadcastStrides, numel, sameShape } from "../shape.js";
 import { Tensor, type TensorLike } from "../tensor.js";
@@ -172,4 +172,3 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   return where(mask, scalarTensor(value, x.dtype), x);
 }
 
-export { DTYPES };

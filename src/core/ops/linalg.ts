@@ -120,4 +120,3 @@ export function matmulPacked(x: Tensor, p: PackedWeight): Tensor {
   return record(y, "matmulPacked", [x], (g) => [matmul(g, transpose(wt, 0, 1))]);
 }
 
-export { reshape };

@@ -2,10 +2,10 @@
 // targets that are not ignored; all ignored gives NaN, as PyTorch does).
 import { DTypeError, ShapeError, fmtShape } from "../errors.js";
 import { Tensor } from "../tensor.js";
-import { cast, compare, div, mul, unary, where } from "./elementwise.js";
+import { cast, compare, div, unary, where } from "./elementwise.js";
 import { logSoftmax, sum } from "./reduce.js";
 import { gather } from "./index_ops.js";
-import { reshape, squeeze, unsqueeze } from "./movement.js";
+import { squeeze, unsqueeze } from "./movement.js";
 
 export interface CrossEntropyOptions { ignoreIndex?: number; reduction?: "mean" | "sum" | "none" }
 
@@ -28,4 +28,3 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   return div(total, sum(cast(keep, losses.dtype)));
 }
 
-export { reshape, mul };

@@ -1,6 +1,6 @@
 // Views and copies: reshape, permute, slice, expand, squeeze/unsqueeze, split, concat, contiguous.
 // Views share storage; gradients of views are views or scatters of the incoming gradient.
-import { allocate, DTYPES, isBlock } from "../dtype.js";
+import { allocate, isBlock } from "../dtype.js";
 import { FathomError, ShapeError, fmtShape } from "../errors.js";
 import { normDim, numel, rowMajorStrides, sameShape } from "../shape.js";
 import { Tensor } from "../tensor.js";
@@ -181,4 +181,3 @@ export function concat(ts: Tensor[], dim = 0): Tensor {
   });
 }
 
-export { DTYPES };

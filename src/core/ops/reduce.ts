@@ -1,5 +1,5 @@
 // Reductions over one or more axes, softmax / log-softmax, logsumexp and top-k.
-import { allocate, isFloat, isHalf, isBlock, type DType } from "../dtype.js";
+import { allocate, isFloat, isHalf, isBlock } from "../dtype.js";
 import { DTypeError, ShapeError, fmtShape } from "../errors.js";
 import { normDim, numel, sameShape } from "../shape.js";
 import { Tensor } from "../tensor.js";
@@ -158,4 +158,3 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   return reshape(s, shape);
 }
 
-export type { DType };
