@@ -13,6 +13,14 @@
 
 namespace fathom {
 namespace {
+// Software prefetch distance for the weight stream at M = 1 (bytes ahead within a group; prefetches past the end of
+// the allocation are harmless). Every line is prefetched: 2 hints per 512 bytes left q8_0 at ~85% of int8's rate.
+constexpr int PFD = 8192;
+// Software prefetch of every 64-byte line of [p, p + BYTES) (the weight stream a fixed distance ahead).
+template <int BYTES>
+inline void pf_lines(const uint8_t* p) {
+  for (int o = 0; o < BYTES; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+}
 
 inline __m512i bcast4(const int8_t* p) {
   int32_t v;
@@ -69,8 +77,8 @@ void q8_0_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
   }
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 512;
-    _mm_prefetch(reinterpret_cast<const char*>(qb + 2048), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(qb + 2048 + 256), _MM_HINT_T0);
+    pf_lines<512>(qb + PFD);
+    _mm_prefetch(reinterpret_cast<const char*>(sc + 16 * b + 16 * (PFD / 512)), _MM_HINT_T0);
     const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + 16 * b)));
     __m512i w[8];
     for (int j = 0; j < 8; j++) w[j] = prep_s8<VNNI>(_mm512_load_si512(qb + 64 * j));
@@ -108,7 +116,8 @@ void q4_0_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
   }
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 256;
-    _mm_prefetch(reinterpret_cast<const char*>(qb + 2048), _MM_HINT_T0);
+    pf_lines<256>(qb + PFD);
+    _mm_prefetch(reinterpret_cast<const char*>(sc + 16 * b + 16 * (PFD / 256)), _MM_HINT_T0);
     const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + 16 * b)));
     __m512i lo[4], hi[4];
     for (int v = 0; v < 4; v++) {
@@ -154,10 +163,8 @@ void q4_K_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
     for (int i = 0; i < MT; i++) si[i] = sm[i] = _mm512_setzero_si512();
     for (int j = 0; j < 8; j++) {
       const uint8_t* qv = qb + (j >> 1) * 512;
-      if (j & 1) {
-        _mm_prefetch(reinterpret_cast<const char*>(qv + 4096), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(qv + 4096 + 256), _MM_HINT_T0);
-      }
+      if (j & 1) pf_lines<512>(qv + PFD);
+      else _mm_prefetch(reinterpret_cast<const char*>(mt + QUANT_Q4K_META * (PFD / 2048) + 16 * j), _MM_HINT_T0);
       __m512i w[8];
       for (int v = 0; v < 8; v++) {
         __m512i t = _mm512_load_si512(qv + 64 * v);
@@ -214,8 +221,7 @@ void int8_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
     }
     for (int64_t b = c0; b < c1; b++) {
       const uint8_t* qb = qd + b * 512;
-      _mm_prefetch(reinterpret_cast<const char*>(qb + 2048), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(qb + 2048 + 256), _MM_HINT_T0);
+      pf_lines<512>(qb + PFD);
       __m512i w[8];
       for (int j = 0; j < 8; j++) w[j] = prep_s8<VNNI>(_mm512_load_si512(qb + 64 * j));
       for (int i = 0; i < MT; i++) {
