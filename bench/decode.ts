@@ -15,6 +15,7 @@ import { GGUFFile, writeGGUF, type GGUFMetadataEntry } from "../src/io/gguf.js";
 import { loadGGUF } from "../src/io/gguf_model.js";
 import { tokenizerToGGUF } from "../src/io/gguf_tokenizer.js";
 import { quantizeWeight } from "../src/quant/qlinear.js";
+import { BYTE_TO_CHAR } from "../src/tokenizers/byte_level.js";
 import type { QuantKind } from "../src/quant/qmatmul.js";
 
 export interface SyntheticSpec { hidden: number; layers: number; heads: number; kvHeads: number; ffn: number; vocab: number }
@@ -32,15 +33,8 @@ export interface DecodeBenchOptions { model?: string; synthetic?: string; types?
 
 /** A byte-level BPE tokenizer.json with `vocab` tokens (bytes, filler tokens, BOS and EOS last): llama.cpp needs one. */
 function syntheticTokenizer(vocab: number): { json: Record<string, unknown>; config: Record<string, unknown> } {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = [...bs];
-  let extra = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + extra++); }
   const v: Record<string, number> = {};
-  bs.forEach((b, i) => { v[String.fromCodePoint(cs[i])] = b; });
+  BYTE_TO_CHAR.forEach((c, b) => { v[c] = b; });
   v["th"] = 256;
   for (let i = 257; i < vocab - 2; i++) v[`<extra_${i}>`] = i;
   const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });

@@ -1,4 +1,6 @@
 // Tiny configs of each architecture, shared by the model, file-format and llama.cpp tests.
+import { BYTE_TO_CHAR } from "../src/tokenizers/byte_level.js";
+
 export const TINY_LLAMA = {
   architectures: ["LlamaForCausalLM"], model_type: "llama", vocab_size: 288, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2,
   num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256, rms_norm_eps: 1e-6, rope_theta: 10000,
@@ -35,27 +37,13 @@ export const TINY_DEEPSEEK_V2 = {
 
 export const TINY_CONFIGS = { llama: TINY_LLAMA, qwen2: TINY_QWEN2, deepseek_v2: TINY_DEEPSEEK_V2, deepseek_v3: TINY_DEEPSEEK_V3 };
 
-/** GPT-2's byte → printable-character table used by byte-level BPE vocabularies. */
-export function bytesToUnicode(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
-  const out = new Array<string>(256);
-  bs.forEach((b, i) => { out[b] = String.fromCodePoint(cs[i]); });
-  return out;
-}
-
 /**
  * A small byte-level BPE tokenizer.json with exactly `vocab` tokens: 256 byte tokens, merges of common English
  * pairs, and two special tokens at the end (<|begin_of_text|> as BOS, <|endoftext|> as EOS), for GGUF export and
  * llama.cpp cross-checks of tiny models.
  */
 export function tinyTokenizer(vocab = 288): { tokenizer: Record<string, unknown>; config: Record<string, unknown>; bos: number; eos: number } {
-  const u = bytesToUnicode();
+  const u = BYTE_TO_CHAR;
   const vocabMap: Record<string, number> = {};
   u.forEach((c, i) => { vocabMap[c] = i; });
   const merges: string[] = [];

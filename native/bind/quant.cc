@@ -14,15 +14,6 @@ const napi_type_tag kQuantTag = {0x5d1e73a0c4b2f981ULL, 0x2a6c8e04f7b3d15cULL};
 
 std::string s(int64_t v) { return std::to_string(v); }
 
-const char* kind_name(int k) {
-  switch (k) {
-    case QK_Q8_0: return "q8_0";
-    case QK_Q4_0: return "q4_0";
-    case QK_Q4_K: return "q4_K";
-    default: return "int8";
-  }
-}
-
 void FinalizeQuant(napi_env env, void* data, void*) {
   QuantPacked* p = static_cast<QuantPacked*>(data);
   int64_t change = 0;
@@ -110,7 +101,6 @@ Napi::Value QuantMatmul(const Napi::CallbackInfo& info) {
     throw_arg(info, op, "out has " + s(no) + " elements, needs " + s(M * N) + " (M=" + s(M) + ", N=" + s(N) + ")");
   if (M == 0 || N == 0) return env.Undefined();
   quant_matmul(M, x, p, out);
-  (void)kind_name;
   return env.Undefined();
 }
 

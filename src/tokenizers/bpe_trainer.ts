@@ -6,19 +6,12 @@ import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { FathomError } from "../core/errors.js";
 import { writeTextAtomic } from "../io/atomic.js";
+import { BYTE_TO_CHAR } from "./byte_level.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Byte-level alphabet (GPT-2 bytes_to_unicode): printable bytes map to themselves, the other 68 to U+0100, U+0101, ...
 
-export const BYTE_TO_CHAR: readonly string[] = (() => {
-  const out: string[] = new Array(256);
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    out[b] = String.fromCharCode(printable ? b : 256 + extra++);
-  }
-  return out;
-})();
+export { BYTE_TO_CHAR };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Pre-tokenizer: DeepSeek-V3's three Split stages (behavior Isolated), then ByteLevel without its own regex.

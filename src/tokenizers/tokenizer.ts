@@ -16,6 +16,7 @@ import { FathomError, FormatError } from "../core/errors.js";
 import { writeTextAtomic } from "../io/atomic.js";
 import { applyChatTemplate, type ChatMessage, type ChatTemplateOptions } from "./chat_template.js";
 import { StreamDecoder, cleanUpTokenization, type StreamDecoderOptions } from "./stream_decoder.js";
+import { CHAR_TO_BYTE } from "./byte_level.js";
 
 type Json = Record<string, any>;
 
@@ -54,15 +55,6 @@ const LEFT_PAD_CLASSES = /^(Llama|CodeLlama)Tokenizer(Fast)?$/;
 // ---------------------------------------------------------------------------------------------------------------
 // GPT-2 byte alphabet: bytes 33–126, 161–172, 174–255 keep their code point; the other 68 map to 256, 257, ...
 
-const CHAR_TO_BYTE: Map<number, number> = (() => {
-  const m = new Map<number, number>();
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    const keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    m.set(keep ? b : 256 + n++, b);
-  }
-  return m;
-})();
 const utf8 = new TextEncoder();
 
 /** The bytes a ByteLevel decoder gives for one token (the Rust crate's rule). */
