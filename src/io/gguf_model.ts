@@ -321,7 +321,7 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
     if (arch === "llama" || arch === "qwen2") {
       const Hkv = Number(raw.num_key_value_heads);
       const qk = (t: Src, heads: number): Src => (arch !== "llama" ? t : !isQ(t) ? unpermuteQK(t, heads)
-        : { q: t.q, perm: qkIndex(t.q.weight.shape[0], heads, true) });
+        : { q: t.q, perm: qkIndex(t.q.weight.shape[0], heads, true), at: t.at });   // packed from the file's rows (outPerm reorders)
       hf.set(p + "self_attn.q_proj.weight", qk(need(b + "attn_q.weight"), H));
       hf.set(p + "self_attn.k_proj.weight", qk(need(b + "attn_k.weight"), Hkv));
       hf.set(p + "self_attn.v_proj.weight", need(b + "attn_v.weight"));
@@ -371,7 +371,9 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
   const quantized = [...hf.values()].some(isQ);
   for (const [name, t] of hf) {
     const dt = o.dtype ?? (quantized && (t as Tensor).dtype === "f16" ? "f32" : undefined);
-    if (!isQ(t)) { sd.set(name, dt && isFloat(t.dtype) ? t.to(dt).detach() : t); continue; }
+    // In a quantized file the float tensors (norms, biases, fallbacks) are small: copied out of the mapping, so that
+    // inference never faults in the mapped pages (nor their read-around) next to weights already packed in memory.
+    if (!isQ(t)) { sd.set(name, dt && isFloat(t.dtype) ? t.to(dt).detach() : quantized ? t.clone().detach() : t); continue; }
     const q = installQuantized(model, name, t, readAt);
     if (!q) { sd.set(name, dequantizeWeight(qInOrder(t))); continue; }
     sd.set(name, q.weight);
