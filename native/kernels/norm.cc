@@ -40,9 +40,10 @@ void softmax_bwd_row(int64_t n, const float* y, const float* dy, float* dx, int 
 }
 
 float rmsnorm_row(int64_t n, const float* x, const float* w, float eps, float* y) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; i++) ss += static_cast<double>(x[i]) * x[i];
-  float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + static_cast<double>(eps)));
+  double ss = 0;                                   // as ggml: f32 squares summed in f64; mean, sqrt, 1/x in f32
+  for (int64_t i = 0; i < n; i++) ss += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(ss / static_cast<double>(n));
+  float r = 1.0f / std::sqrt(mean + eps);
   if (w) for (int64_t i = 0; i < n; i++) y[i] = x[i] * r * w[i];
   else for (int64_t i = 0; i < n; i++) y[i] = x[i] * r;
   return r;

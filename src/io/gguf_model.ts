@@ -18,7 +18,7 @@ import { tokenizerToGGUF } from "./gguf_tokenizer.js";
 import { Embedding, Linear } from "../nn/layers.js";
 import { arange } from "../core/ops/create.js";
 import { isFloat } from "../core/dtype.js";
-import { QEmbedding, QLinear, chooseType, dequantizeWeight, gatherQRows, qkindOf, quantizeWeight, sliceQ, stackQ, type QWeight } from "../quant/qlinear.js";
+import { QEmbedding, QLinear, SplitKvB, chooseType, dequantizeWeight, gatherQRows, qkindOf, quantizeWeight, sliceQ, stackQ, type QWeight } from "../quant/qlinear.js";
 import { QUANT_KINDS, type QuantKind } from "../quant/qmatmul.js";
 
 /**
@@ -82,6 +82,8 @@ export function exportGGUF(model: CausalLM, path: string, o: GGUFExportOptions =
   for (const [n, t, mod, local] of model.namedTensors())
     if ((mod instanceof QLinear || mod instanceof QEmbedding) && local === "weight")
       qmods.set(n, { q: { weight: t, scale: mod.weight_scale }, perm: mod instanceof QLinear ? mod.outPerm : null });
+    else if (mod instanceof SplitKvB && (local === "k_b" || local === "v_b") && SplitKvB.isQuantized(t))
+      qmods.set(n, { q: { weight: t, scale: mod[`${local}_scale`] }, perm: null });
   const tensors: { name: string; tensor: Tensor }[] = [];
   const quant = QUANT_KINDS.includes(dtype as QuantKind);
   const putQ = (name: string, q: QWeight) => {
@@ -190,9 +192,14 @@ export function exportGGUF(model: CausalLM, path: string, o: GGUFExportOptions =
       } else put(b + "attn_q.weight", w(p + "self_attn.q_proj.weight"));
       put(b + "attn_kv_a_mqa.weight", w(p + "self_attn.kv_a_proj_with_mqa.weight"));
       put(b + "attn_kv_a_norm.weight", w(p + "self_attn.kv_a_layernorm.weight"));
-      const kvb = reshape(wf(p + "self_attn.kv_b_proj.weight"), [H, dn + dv, r]);
-      put(b + "attn_k_b.weight", transpose(slice(kvb, 1, 0, dn), 1, 2));            // (H, r, dn)
-      put(b + "attn_v_b.weight", slice(kvb, 1, dn));                                  // (H, dv, r)
+      if (sd.has(p + "self_attn.kv_b_proj.k_b")) {                                   // a SplitKvB: its halves as they are
+        put(b + "attn_k_b.weight", w(p + "self_attn.kv_b_proj.k_b"));
+        put(b + "attn_v_b.weight", w(p + "self_attn.kv_b_proj.v_b"));
+      } else {
+        const kvb = reshape(wf(p + "self_attn.kv_b_proj.weight"), [H, dn + dv, r]);
+        put(b + "attn_k_b.weight", transpose(slice(kvb, 1, 0, dn), 1, 2));          // (H, r, dn)
+        put(b + "attn_v_b.weight", slice(kvb, 1, dn));                                // (H, dv, r)
+      }
       put(b + "attn_output.weight", w(p + "self_attn.o_proj.weight"));
       put(b + "ffn_norm.weight", w(p + "post_attention_layernorm.weight"));
       if (isMoeLayer(c, i)) {
@@ -277,8 +284,8 @@ export interface GGUFLoadOptions { dtype?: DType; onProgress?: (done: number, to
 
 /**
  * A model from a GGUF file. Quantized matrices (Q8_0, Q4_0, Q4_K; I8 with a `.scale` tensor) stay quantized, viewing the
- * mapped file: their Linear layers become QLinear (the embedding a QEmbedding). Tensors the model needs dense (norms,
- * the router, MLA's attn_k_b/attn_v_b) are dequantized. `dtype` converts the float tensors only.
+ * mapped file: their Linear layers become QLinear (the embedding a QEmbedding), MLA's attn_k_b/attn_v_b a SplitKvB
+ * (multiplied per head as stored, as llama.cpp does). Tensors the model needs dense (norms, the router) are dequantized. `dtype` converts the float tensors only.
  */
 export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
   const f = GGUFFile.open(path);
@@ -300,6 +307,7 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
   const need = (n: string): Src => { const t = read(n); if (!t) throw new FormatError("gguf", `${path}: missing tensor '${n}'`); return t; };
   const needF = (n: string): Tensor => { const t = need(n); return isQ(t) ? dequantizeWeight(qInOrder(t)) : t; };
   const hf = new Map<string, Src>();
+  const splits: { prefix: string; H: number; dn: number; dv: number; r: number; kb: Src; vb: Src }[] = [];
   hf.set("model.embed_tokens.weight", need("token_embd.weight"));
   hf.set("model.norm.weight", need("output_norm.weight"));
   if (names.has("output.weight")) hf.set("lm_head.weight", need("output.weight"));
@@ -313,7 +321,7 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
     if (arch === "llama" || arch === "qwen2") {
       const Hkv = Number(raw.num_key_value_heads);
       const qk = (t: Src, heads: number): Src => (arch !== "llama" ? t : !isQ(t) ? unpermuteQK(t, heads)
-        : { q: t.q, perm: qkIndex(t.q.weight.shape[0], heads, true) });
+        : { q: t.q, perm: qkIndex(t.q.weight.shape[0], heads, true), at: t.at });   // packed from the file's rows (outPerm reorders)
       hf.set(p + "self_attn.q_proj.weight", qk(need(b + "attn_q.weight"), H));
       hf.set(p + "self_attn.k_proj.weight", qk(need(b + "attn_k.weight"), Hkv));
       hf.set(p + "self_attn.v_proj.weight", need(b + "attn_v.weight"));
@@ -336,9 +344,12 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
     hf.set(p + "self_attn.kv_a_layernorm.weight", need(b + "attn_kv_a_norm.weight"));
     if (names.has(b + "attn_kv_b.weight")) hf.set(p + "self_attn.kv_b_proj.weight", needF(b + "attn_kv_b.weight"));
     else {
-      const kb = transpose(needF(b + "attn_k_b.weight").float(), 1, 2);               // (H, dn, r)
-      const vb = needF(b + "attn_v_b.weight").float();                                        // (H, dv, r)
-      hf.set(p + "self_attn.kv_b_proj.weight", reshape(concat([contiguous(kb), vb], 1), [H * (dn + dv), r]));
+      const kbS = need(b + "attn_k_b.weight"), vbS = need(b + "attn_v_b.weight");
+      if (isQ(kbS) || isQ(vbS)) splits.push({ prefix: p + "self_attn.kv_b_proj", H, dn, dv, r, kb: kbS, vb: vbS });   // multiplied as stored
+      else {
+        const kb = transpose(kbS.float(), 1, 2);                                       // (H, dn, r)
+        hf.set(p + "self_attn.kv_b_proj.weight", reshape(concat([contiguous(kb), vbS.float()], 1), [H * (dn + dv), r]));
+      }
     }
     if (names.has(b + "ffn_gate_inp.weight")) {
       hf.set(p + "mlp.gate.weight", needF(b + "ffn_gate_inp.weight"));
@@ -360,15 +371,35 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
   const quantized = [...hf.values()].some(isQ);
   for (const [name, t] of hf) {
     const dt = o.dtype ?? (quantized && (t as Tensor).dtype === "f16" ? "f32" : undefined);
-    if (!isQ(t)) { sd.set(name, dt && isFloat(t.dtype) ? t.to(dt).detach() : t); continue; }
+    // In a quantized file the float tensors (norms, biases, fallbacks) are small: copied out of the mapping, so that
+    // inference never faults in the mapped pages (nor their read-around) next to weights already packed in memory.
+    if (!isQ(t)) { sd.set(name, dt && isFloat(t.dtype) ? t.to(dt).detach() : quantized ? t.clone().detach() : t); continue; }
     const q = installQuantized(model, name, t, readAt);
     if (!q) { sd.set(name, dequantizeWeight(qInOrder(t))); continue; }
     sd.set(name, q.weight);
     if (q.scale) sd.set(name + "_scale", q.scale);
   }
+  for (const sp of splits) {
+    const half = (t: Src): QWeight => (isQ(t) ? t.q : { weight: t, scale: null });      // float halves keep their dtype (f16: activations too)
+    const mod = new SplitKvB(sp.H, sp.dn, sp.dv, sp.r, half(sp.kb), half(sp.vb));
+    for (const [name, t] of [["k_b", sp.kb], ["v_b", sp.vb]] as const) {
+      if (isQ(t) && t.at) for (let h = 0; h < sp.H; h++) mod.prepack(name, h, readAt({ offset: t.at.offset + (h * t.at.bytes) / sp.H, bytes: t.at.bytes / sp.H }));
+      sd.set(`${sp.prefix}.${name}`, mod[name]);
+      const sc = mod[`${name}_scale`];
+      if (sc) sd.set(`${sp.prefix}.${name}_scale`, sc);
+    }
+    setModule(model, sp.prefix, mod);
+  }
   closeSync(fd);
   model.loadStateDict(sd, { source: path, onProgress: o.onProgress });
   return model;
+}
+
+function setModule(model: CausalLM, path: string, m: unknown): void {
+  const segs = path.split(".");
+  let parent = model as unknown as Record<string, unknown>;
+  for (const seg of segs.slice(0, -1)) parent = parent[seg] as Record<string, unknown>;
+  parent[segs[segs.length - 1]] = m;
 }
 
 /** Swaps the Linear (or Embedding) owning `name` ("….weight") for its quantized form; null if it is neither. */

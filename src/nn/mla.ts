@@ -6,7 +6,7 @@
 // attention call, which takes (B, H, T, d).
 import { Tensor } from "../core/tensor.js";
 import { rope } from "../core/fused/rope.js";
-import { sdpa } from "../core/fused/sdpa.js";
+import { sdpa, type SdpaOptions } from "../core/fused/sdpa.js";
 import { concat, expand } from "../core/ops/movement.js";
 import { matmul } from "../core/ops/linalg.js";
 import { Module } from "./module.js";
@@ -19,6 +19,18 @@ export interface MLAConfig {
   qk_nope_head_dim: number; qk_rope_head_dim: number; v_head_dim: number; attention_bias?: boolean; rms_norm_eps: number;
 }
 
+/**
+ * kv_b_proj as two per-head products instead of a dense Linear (quant/qlinear.ts SplitKvB: a quantized GGUF's attn_k_b and
+ * attn_v_b, multiplied as llama.cpp does). With these the absorbed form is used with or without a cache.
+ */
+export interface LatentProducts {
+  /** q_nope (B, H, T, dn) → (B, H, T, r) */
+  absorbQuery(qNope: Tensor): Tensor;
+  /** latent attention output (B, H, T, r) → (B, H, T, dv) */
+  expandValue(oLat: Tensor): Tensor;
+}
+const isLatentProducts = (m: unknown): m is LatentProducts => typeof (m as Partial<LatentProducts>).absorbQuery === "function";
+
 export class MultiHeadLatentAttention extends Module {
   declare q_proj: Linear | undefined;
   declare q_a_proj: Linear | undefined;
@@ -26,7 +38,7 @@ export class MultiHeadLatentAttention extends Module {
   declare q_b_proj: Linear | undefined;
   declare kv_a_proj_with_mqa: Linear;
   declare kv_a_layernorm: RMSNorm;
-  declare kv_b_proj: Linear;
+  declare kv_b_proj: Linear | (Module & LatentProducts);
   declare o_proj: Linear;
   readonly H: number; readonly dn: number; readonly dr: number; readonly dv: number; readonly r: number;
   /** Use the absorbed form whenever a cache is given (the cache then holds latents). */
@@ -69,11 +81,13 @@ export class MultiHeadLatentAttention extends Module {
     const kPe = rope(ckv.slice(2, r).reshape(B, T, 1, dr), cos, sin, pos, { interleaved: true });   // (B, T, 1, dr)
     const opts = { causal: true, qOffset: ctx.pastLength, mask: ctx.mask, scale: this.scale };
 
+    const products = isLatentProducts(this.kv_b_proj) ? this.kv_b_proj : null;
+    if (products) return this.absorbedProducts(products, c, kPe, qNope, qPe, opts, cache);
     if (cache && this.absorb) {
       // Absorbed form: score = (W_UKᵀ q_nope)·c + q_pe·k_pe ; out_h = W_UV (Σ p c).
       const cAll = appendCache(cache, "k", c.reshape(B, 1, T, r));                 // (B, 1, Tk, r)
       const peAll = appendCache(cache, "v", kPe.permute(0, 2, 1, 3));              // (B, 1, Tk, dr)
-      const wkv = this.kv_b_proj.weight.reshape(H, dn + dv, r);
+      const wkv = (this.kv_b_proj as Linear).weight.reshape(H, dn + dv, r);
       const wUK = wkv.slice(1, 0, dn), wUV = wkv.slice(1, dn);                     // (H, dn, r), (H, dv, r)
       const qAbs = matmul(qNope.permute(0, 2, 1, 3), wUK);                         // (B, H, T, r)
       const qCat = concat([qAbs, qPe.permute(0, 2, 1, 3)], 3).contiguous();       // (B, H, T, r + dr)
@@ -83,7 +97,7 @@ export class MultiHeadLatentAttention extends Module {
       return this.o_proj.forward(o.permute(0, 2, 1, 3).reshape(B, T, H * dv));
     }
     // Expanded form.
-    const kv = this.kv_b_proj.forward(c).reshape(B, T, H, dn + dv);
+    const kv = (this.kv_b_proj as Linear).forward(c).reshape(B, T, H, dn + dv);
     const q = concat([qNope, qPe], 3).permute(0, 2, 1, 3).contiguous();            // (B, H, T, dn + dr)
     const k = concat([kv.slice(3, 0, dn), expand(kPe, [B, T, H, dr])], 3).permute(0, 2, 1, 3).contiguous();
     const v = kv.slice(3, dn).permute(0, 2, 1, 3).contiguous();                    // (B, H, T, dv)
@@ -105,9 +119,10 @@ export class MultiHeadLatentAttention extends Module {
     const ckv = this.kv_a_proj_with_mqa.forward(x);                                 // (1, N, r + dr)
     const c = this.kv_a_layernorm.forward(ckv.slice(2, 0, r));                      // (1, N, r)
     const kPe = rope(ckv.slice(2, r).reshape(1, N, 1, dr), cos, sin, pos, { interleaved: true });   // (1, N, 1, dr)
-    const wkv = this.kv_b_proj.weight.reshape(H, dn + dv, r);
-    const wUK = wkv.slice(1, 0, dn), wUV = wkv.slice(1, dn);                       // (H, dn, r), (H, dv, r)
-    const qAbs = matmul(qNope.permute(0, 2, 1, 3), wUK);                           // (1, H, N, r)
+    const products = isLatentProducts(this.kv_b_proj) ? this.kv_b_proj : null;
+    const wkv = products ? null : (this.kv_b_proj as Linear).weight.reshape(H, dn + dv, r);
+    const qAbs = products ? products.absorbQuery(qNope.permute(0, 2, 1, 3))          // (1, H, N, r)
+      : matmul(qNope.permute(0, 2, 1, 3), wkv!.slice(1, 0, dn));                    // W_UK (H, dn, r)
     const qCat = concat([qAbs, qPe.permute(0, 2, 1, 3)], 3);                        // (1, H, N, r + dr)
     const outs = segs.map((s) => {
       const e = s.start + s.length;
@@ -118,7 +133,22 @@ export class MultiHeadLatentAttention extends Module {
       return sdpa(qCat.slice(2, s.start, e).contiguous(), kCat, cAll.contiguous(), opts);   // (1, H, len, r)
     });
     const oLat = outs.length === 1 ? outs[0] : concat(outs, 2);                      // (1, H, N, r)
-    const o = matmul(oLat, wUV.transpose(1, 2));                                     // (1, H, N, dv)
+    const o = products ? products.expandValue(oLat)                                 // (1, H, N, dv)
+      : matmul(oLat, wkv!.slice(1, dn).transpose(1, 2));                            // W_UV (H, dv, r)
     return this.o_proj.forward(o.permute(0, 2, 1, 3).reshape(1, N, H * dv));
+  }
+
+  /** The absorbed form through per-head products (llama.cpp's deepseek2 graph): q_nope·k_b, MQA over the latent, v_b. */
+  private absorbedProducts(p: LatentProducts, c: Tensor, kPe: Tensor, qNope: Tensor, qPe: Tensor, opts: SdpaOptions, cache?: LayerCache): Tensor {
+    const [B, T] = c.shape;
+    const { H, dv, r } = this;
+    const cAll = cache ? appendCache(cache, "k", c.reshape(B, 1, T, r)) : c.reshape(B, 1, T, r);               // (B, 1, Tk, r)
+    const peAll = cache ? appendCache(cache, "v", kPe.permute(0, 2, 1, 3)) : kPe.permute(0, 2, 1, 3);          // (B, 1, Tk, dr)
+    const qAbs = p.absorbQuery(qNope.permute(0, 2, 1, 3));                           // (B, H, T, r)
+    const qCat = concat([qAbs, qPe.permute(0, 2, 1, 3)], 3).contiguous();
+    const kCat = concat([cAll, peAll], 3).contiguous();
+    const oLat = sdpa(qCat, kCat, cAll.contiguous(), opts);                        // (B, H, T, r)
+    const o = p.expandValue(oLat);                                                 // (B, H, T, dv)
+    return this.o_proj.forward(o.permute(0, 2, 1, 3).reshape(B, T, H * dv));
   }
 }

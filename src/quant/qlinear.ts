@@ -4,12 +4,13 @@
 // kernels when the addon has them, else dequantize-then-multiply. Inference only: no gradient flows to the weight.
 //
 // What stays float (llama.cpp's choices): 1-D tensors, norms, the MoE router (its weight is not a Linear) and
-// exp_probs_b; MLA's kv_b_proj, which the absorbed form reads as two dense matrices (GGUF stores it split as
-// attn_k_b/attn_v_b; those are quantized when the file is written). Rows whose length does not fit the block fall back:
-// q4_K → q8_0 when K % 32 == 0, else f16 (as are q8_0/q4_0 when K % 32 != 0). int8 never needs a fallback.
+// exp_probs_b. MLA's kv_b_proj becomes a SplitKvB: attn_k_b and attn_v_b, each quantized, multiplied per head in the
+// absorbed form as llama.cpp does. Rows whose length does not fit the block fall back: q4_K → q8_0 when K % 32 == 0,
+// else f16 (as are q8_0/q4_0 when K % 32 != 0). int8 never needs a fallback.
 import { FathomError, ShapeError } from "../core/errors.js";
 import { isBlock, type BlockDType } from "../core/dtype.js";
 import { Tensor } from "../core/tensor.js";
+import { concat } from "../core/ops/movement.js";
 import { getBackend } from "../core/backend/index.js";
 import type { Backend } from "../core/backend/backend.js";
 import { Module } from "../nn/module.js";
@@ -183,6 +184,80 @@ export class QEmbedding extends Module {
   }
 }
 
+/**
+ * MLA's kv_b_proj as llama.cpp stores and multiplies it (deepseek2, absorbed MLA): attn_k_b [H, r, dn] folds each head's
+ * q_nope into the latent (q_nope·k_bᵀ → r values) and attn_v_b [H, dv, r] decompresses each head's attention output
+ * (latent → dv values). Each half is quantized (a block or int8 weight: the products quantize their activations as
+ * QLinear does) or float (a fallback whose rows do not fit a block: f16/bf16 weights see their activations rounded to
+ * that type first, as ggml converts src1 to the weight's vec_dot_type). Inference only. The MLA module uses these
+ * products in its absorbed form, with or without a cache (llama.cpp runs MLA absorbed for prefill too).
+ */
+export class SplitKvB extends Module {
+  declare k_b: Tensor;
+  declare k_b_scale: Tensor | null;
+  declare v_b: Tensor;
+  declare v_b_scale: Tensor | null;
+  private heads = new Map<string, { of: Tensor; lin: QLinear[] }>();
+  private dense32 = new Map<string, { of: Tensor; w: Tensor }>();
+
+  constructor(readonly H: number, readonly dn: number, readonly dv: number, readonly r: number, kb: QWeight, vb: QWeight) {
+    super();
+    const want = (q: QWeight, s: number[], what: string) => {
+      if (q.weight.ndim !== 3 || q.weight.shape.some((d, i) => d !== s[i]))
+        throw new ShapeError("SplitKvB", `${what} has shape [${q.weight.shape.join(", ")}], expected [${s.join(", ")}]`);
+    };
+    want(kb, [H, r, dn], "k_b"); want(vb, [H, dv, r], "v_b");
+    this.param("k_b", kb.weight);
+    this.param("k_b_scale", kb.scale);
+    this.param("v_b", vb.weight);
+    this.param("v_b_scale", vb.scale);
+  }
+
+  static isQuantized(w: Tensor): boolean { return isBlock(w.dtype) || w.dtype === "i8"; }
+
+  /** The per-head QLinear views of a quantized half (sharing its memory), made on first use. */
+  private headsOf(half: "k_b" | "v_b"): QLinear[] {
+    const w = this[half], sc = this[`${half}_scale`], cur = this.heads.get(half);
+    if (cur && cur.of === w) return cur.lin;
+    const [, N, K] = w.shape, q = { weight: w.contiguous(), scale: sc };
+    const lin = Array.from({ length: this.H }, (_, h) => new QLinear(K, N, sliceQ(q, h)));
+    this.heads.set(half, { of: w, lin });
+    return lin;
+  }
+
+  /** Packs head h of a quantized half now from a copy of its bytes (see QLinear.prepack). */
+  prepack(half: "k_b" | "v_b", h: number, bytes: Uint8Array): void { this.headsOf(half)[h].prepack(bytes); }
+
+  /** x (B, H, T, K) → (B, H, T, N) through half [H, N, K], head by head. */
+  private product(half: "k_b" | "v_b", x: Tensor): Tensor {
+    const w = this[half], [B, H, T, K] = x.shape, N = w.shape[1];
+    if (!SplitKvB.isQuantized(w)) {
+      let d = this.dense32.get(half);
+      if (!d || d.of !== w) { d = { of: w, w: w.float().transpose(1, 2).contiguous() }; this.dense32.set(half, d); }   // (H, K, N)
+      const xr = w.dtype === "f16" || w.dtype === "bf16" ? x.to(w.dtype).float() : x.float();
+      return xr.matmul(d.w);
+    }
+    const lin = this.headsOf(half), outs: Tensor[] = [];
+    for (let h = 0; h < H; h++) outs.push(lin[h].forward(x.slice(1, h, h + 1).contiguous().reshape(B * T, K)).reshape(B, 1, T, N));
+    return concat(outs, 1);
+  }
+
+  /** q_nope (B, H, T, dn) → its absorbed form (B, H, T, r). */
+  absorbQuery(qNope: Tensor): Tensor { return this.product("k_b", qNope); }
+  /** The attention's latent output (B, H, T, r) → the heads' values (B, H, T, dv). */
+  expandValue(oLat: Tensor): Tensor { return this.product("v_b", oLat); }
+
+  /** kv_b_proj's dense weight [H·(dn + dv), r] in f32 (Hugging Face order), e.g. to save or re-export it. */
+  dense(): Tensor {
+    const f = (half: "k_b" | "v_b") => {
+      const w = this[half];
+      return SplitKvB.isQuantized(w) ? dequantizeWeight({ weight: w, scale: this[`${half}_scale`] }) : w.float();
+    };
+    const kb = f("k_b").transpose(1, 2).contiguous();                                // (H, dn, r)
+    return concat([kb, f("v_b")], 1).reshape(this.H * (this.dn + this.dv), this.r);
+  }
+}
+
 function dequantizeRowsSingle(d: QuantWeightData, r: number, out: Float32Array): void {
   const q = new Int8Array(d.data.buffer, d.data.byteOffset + r * d.K, d.K), s = d.scales![r];
   for (let k = 0; k < d.K; k++) out[k] = q[k] * s;
@@ -226,13 +301,12 @@ export function quantizeModel(model: CausalLM, type: QuantKind, o: QuantizeOptio
       for (const [name, c, set] of kids) {
         if (key === "lm_head" && m === model && model.tieWordEmbeddings) continue;     // handled with the embedding
         if (c instanceof Linear) {
-          if (m instanceof MultiHeadLatentAttention && key === "kv_b_proj") {
-            rep.kept.push({ name: name + ".weight", reason: "MLA reads kv_b_proj as dense matrices (GGUF stores it split as attn_k_b/attn_v_b)" });
-            continue;
-          }
+          if (m instanceof MultiHeadLatentAttention && key === "kv_b_proj") { set(splitKvB(m, c.weight, type, name, rep)); continue; }
           const q = quantizeLinearWeight(c.weight, type, name + ".weight", rep);
           if (q === "f16") { c.weight = c.weight.to("f16").to(c.weight.dtype).detach(); continue; }   // f16 values, same dtype
           set(new QLinear(c.inFeatures, c.outFeatures, q, c.bias));
+        } else if (c instanceof SplitKvB && m instanceof MultiHeadLatentAttention) {
+          set(splitKvB(m, c.dense(), type, name, rep));
         } else if (c instanceof QLinear) {
           const q = quantizeLinearWeight(c.dequantized(), type, name + ".weight", rep);
           if (q === "f16") continue;
@@ -253,6 +327,17 @@ export function quantizeModel(model: CausalLM, type: QuantKind, o: QuantizeOptio
     } else if (emb instanceof Embedding) emb.weight = emb.weight.to("f16").to("f32").detach();
   }
   return rep;
+}
+
+/** kv_b_proj [H·(dn + dv), r] → attn_k_b [H, r, dn] and attn_v_b [H, dv, r], each quantized (or its f16 fallback). */
+function splitKvB(m: MultiHeadLatentAttention, w: Tensor, type: QuantKind, name: string, rep: QuantizeReport): SplitKvB {
+  const { H, dn, dv, r } = m;
+  const kvb = w.float().reshape(H, dn + dv, r);
+  const half = (t: Tensor, n: string): QWeight => {
+    const q = quantizeLinearWeight(t, type, `${name}.${n}`, rep);
+    return q === "f16" ? { weight: t.to("f16").detach(), scale: null } : q;
+  };
+  return new SplitKvB(H, dn, dv, r, half(kvb.slice(1, 0, dn).transpose(1, 2).contiguous(), "k_b"), half(kvb.slice(1, dn).contiguous(), "v_b"));
 }
 
 function quantizeLinearWeight(w: Tensor, type: QuantKind, name: string, rep: QuantizeReport): QWeight | "f16" {

@@ -449,23 +449,22 @@ void softmax_bwd_row(int64_t n, const float* y, const float* dy, float* dx, int 
 float rmsnorm_row(int64_t n, const float* x, const float* w, float eps, float* y) {
   VD a0 = vd_zero(), a1 = vd_zero(), a2 = vd_zero(), a3 = vd_zero();
   int64_t i = 0;
+  // As ggml's rms_norm: f32 squares summed in f64, then mean, + eps, sqrt and 1/x in f32 (bit-compatible with llama.cpp).
   for (; i + 2 * W <= n; i += 2 * W) {
     VF u = v_ld(x + i), t = v_ld(x + i + W);
-    VD d;
-    d = vd_lo(u); a0 = vd_fma(d, d, a0);
-    d = vd_hi(u); a1 = vd_fma(d, d, a1);
-    d = vd_lo(t); a2 = vd_fma(d, d, a2);
-    d = vd_hi(t); a3 = vd_fma(d, d, a3);
+    u = v_mul(u, u); t = v_mul(t, t);
+    a0 = vd_add(a0, vd_lo(u)); a1 = vd_add(a1, vd_hi(u));
+    a2 = vd_add(a2, vd_lo(t)); a3 = vd_add(a3, vd_hi(t));
   }
   for (; i < n; i += W) {
     int64_t c = n - i < W ? n - i : W;
     VF u = v_ldm(x + i, c);
-    VD d;
-    d = vd_lo(u); a0 = vd_fma(d, d, a0);
-    d = vd_hi(u); a1 = vd_fma(d, d, a1);
+    u = v_mul(u, u);
+    a0 = vd_add(a0, vd_lo(u)); a1 = vd_add(a1, vd_hi(u));
   }
   double ss = vd_hsum(vd_add(vd_add(a0, a1), vd_add(a2, a3)));
-  float rstd = static_cast<float>(1.0 / __builtin_sqrt(ss / static_cast<double>(n) + static_cast<double>(eps)));
+  const float mean = static_cast<float>(ss / static_cast<double>(n));
+  float rstd = 1.0f / __builtin_sqrtf(mean + eps);
   const VF r = v_set1(rstd);
   if (w) OPS_LOOP1(n, { VF v = v_mul(LD(x), r); STV(y, v_mul(v, LD(w))); });
   else OPS_LOOP1(n, { STV(y, v_mul(LD(x), r)); });
