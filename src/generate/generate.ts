@@ -8,7 +8,7 @@ import { noGrad } from "../core/autograd.js";
 import type { CausalLM } from "../models/decoder.js";
 import type { KVCache } from "../nn/attention.js";
 import { resolveConfig, type GenerationConfig, type ResolvedConfig } from "./config.js";
-import { processRow } from "./logits_process.js";
+import { argmax, logSoftmax, processRow, sample } from "./logits_process.js";
 
 /** What generate() needs of a tokenizer: stop strings and text streaming. */
 export interface TextDecoder { decode(ids: number[], o?: { skipSpecialTokens?: boolean }): string }
@@ -44,32 +44,6 @@ function lastLogits(logits: Tensor): Float64Array[] {
   const [B, T, V] = logits.shape;
   const data = logits.slice(1, T - 1).to("f32").contiguous().toArray();
   return Array.from({ length: B }, (_, b) => Float64Array.from(data.slice(b * V, (b + 1) * V)));
-}
-
-function logSoftmax(s: Float64Array): Float64Array {
-  let mx = -Infinity;
-  for (const v of s) if (v > mx) mx = v;
-  let z = 0;
-  for (const v of s) z += Math.exp(v - mx);
-  const l = mx + Math.log(z);
-  return s.map((v) => v - l);
-}
-
-function sample(s: Float64Array, g: Generator): number {
-  let mx = -Infinity;
-  for (const v of s) if (v > mx) mx = v;
-  let z = 0;
-  const p = s.map((v) => { const e = Math.exp(v - mx); z += e; return e; });
-  let u = g.next() * z;
-  for (let i = 0; i < p.length; i++) { u -= p[i]; if (u < 0 && p[i] > 0) return i; }
-  for (let i = p.length - 1; i >= 0; i--) if (p[i] > 0) return i;
-  return 0;
-}
-
-function argmax(s: Float64Array): number {
-  let b = 0;
-  for (let i = 1; i < s.length; i++) if (s[i] > s[b]) b = i;
-  return b;
 }
 
 /** Running state of a batch of rows: their ids, the attention mask (left padding) and the cache. */
@@ -149,7 +123,7 @@ class SamplingRun {
       session.tokens.every((t, i) => t === first[i])) {
       this.cache = session.cache;                              // continue the conversation: feed only the new tokens
       this.feed = [first.slice(session.tokens.length)];
-    } else { this.cache = model.newCache(); this.feed = padded; }
+    } else { this.cache = model.newCache({ capacity: c.maxLength }); this.feed = padded; }   // written in place, no per-step concat
     this.done = this.rows.map(() => false);
     this.seqs = padded.map((r) => [...r]);
   }
@@ -232,7 +206,7 @@ function beamSearch(model: CausalLM, prompts: number[][], c: ResolvedConfig, o: 
   const rows = prompts.flatMap((p) => Array.from({ length: K }, () => [...new Array(maxLen - p.length).fill(c.pad), ...p]));
   const promptLens = prompts.flatMap((p) => Array.from({ length: K }, () => p.length));
   const batch = new Batch(model, rows, promptLens, maxLen);
-  const cache = model.newCache();
+  const cache = model.newCache({ capacity: c.maxLength });
   const beamScores: number[] = rows.map((_, r) => (r % K === 0 ? 0 : -1e9));
   const hyps = prompts.map((p) => new BeamHypotheses(K, c.length_penalty, c.early_stopping, p.length));
   const done = prompts.map(() => false);

@@ -3,6 +3,7 @@
 // top-k → top-p → min-p → typical-p. Each works in place on one row of scores (Float64Array over the vocabulary),
 // given the row's full token sequence (prompt included, as for decoder-only models in transformers).
 import type { ResolvedConfig } from "./config.js";
+import type { Generator } from "../core/ops/create.js";
 
 export type Scores = Float64Array;
 
@@ -117,4 +118,60 @@ export function processRow(s: Scores, ids: readonly number[], promptLength: numb
   topP(s, c.top_p, minKeep);
   if (c.min_p !== null && c.min_p > 0) minP(s, c.min_p, minKeep);
   typicalP(s, c.typical_p, minKeep);
+}
+
+// ---- choosing a token (shared by generate() and the serve engine)
+
+export function logSoftmax(s: ArrayLike<number>): Float64Array {
+  let mx = -Infinity;
+  for (let i = 0; i < s.length; i++) if (s[i] > mx) mx = s[i];
+  let z = 0;
+  for (let i = 0; i < s.length; i++) z += Math.exp(s[i] - mx);
+  const l = mx + Math.log(z), out = new Float64Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s[i] - l;
+  return out;
+}
+
+/** Draws a token from softmax(s) with the seeded generator (one uniform per draw). */
+export function sample(s: Scores, g: Generator): number {
+  let mx = -Infinity;
+  for (const v of s) if (v > mx) mx = v;
+  let z = 0;
+  const p = s.map((v) => { const e = Math.exp(v - mx); z += e; return e; });
+  let u = g.next() * z;
+  for (let i = 0; i < p.length; i++) { u -= p[i]; if (u < 0 && p[i] > 0) return i; }
+  for (let i = p.length - 1; i >= 0; i--) if (p[i] > 0) return i;
+  return 0;
+}
+
+export function argmax(s: ArrayLike<number>): number {
+  let b = 0;
+  for (let i = 1; i < s.length; i++) if (s[i] > s[b]) b = i;
+  return b;
+}
+
+/** The k largest entries, best first (ties by lower index). */
+export function topKEntries(s: ArrayLike<number>, k: number): { id: number; value: number }[] {
+  const out: { id: number; value: number }[] = [];
+  if (k <= 0) return out;
+  for (let i = 0; i < s.length; i++) {
+    const v = s[i];
+    if (out.length === k && !(v > out[k - 1].value)) continue;
+    let j = out.length < k ? out.length : k - 1;
+    while (j > 0 && out[j - 1].value < v) j--;
+    out.splice(j, 0, { id: i, value: v });
+    if (out.length > k) out.pop();
+  }
+  return out;
+}
+
+/** OpenAI-style logit bias: {token id: bias} added to the scores (ids outside the vocabulary are ignored). */
+export function logitBias(s: Scores, bias: Readonly<Record<number, number>>): void {
+  for (const [k, b] of Object.entries(bias)) { const t = Number(k); if (Number.isInteger(t) && t >= 0 && t < s.length) s[t] += b; }
+}
+
+/** OpenAI presence/frequency penalties: s[t] −= presence·[count > 0] + frequency·count, counts over generated tokens. */
+export function presenceFrequencyPenalty(s: Scores, counts: ReadonlyMap<number, number>, presence: number, frequency: number): void {
+  if (!presence && !frequency) return;
+  for (const [t, n] of counts) if (t >= 0 && t < s.length && n > 0) s[t] -= presence + frequency * n;
 }

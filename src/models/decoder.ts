@@ -7,6 +7,8 @@ import { noGrad } from "../core/autograd.js";
 import { Module } from "../nn/module.js";
 import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
 import { KVCache, type AttentionContext, type KVCacheOptions, type LayerCache } from "../nn/attention.js";
+import { FathomError } from "../core/errors.js";
+import { indexSelect } from "../core/ops/index_ops.js";
 import type { RawConfig } from "./config.js";
 
 export interface AttentionModule extends Module { forward(x: Tensor, ctx: AttentionContext, cache?: LayerCache): Tensor }
@@ -48,6 +50,23 @@ export interface ForwardOptions {
   mask?: Tensor | null;
   /** Positions (i32, (B or 1, T)); default past … past + T − 1. */
   positions?: Tensor;
+}
+
+/** One sequence of a ragged batch: its new tokens and its own batch-1 cache (they continue what it holds). */
+export interface RaggedSequence { ids: readonly number[]; cache: KVCache }
+
+export interface RaggedOptions {
+  /** Which sequences need last-position logits (default all); the rest only fill their caches. */
+  logitsFor?: readonly number[];
+  /** Also return the final hidden states (1, N, D) of all new tokens (embeddings). */
+  hidden?: boolean;
+}
+
+export interface RaggedResult {
+  /** Last-position logits, (k, vocab), row i for sequence logitsFor[i]. */
+  logits: Tensor | null;
+  /** Final hidden states (1, N, D) after the last norm, sequences laid end to end. */
+  hidden?: Tensor;
 }
 
 /** What `fathom info` reports. */
@@ -94,6 +113,42 @@ export abstract class CausalLM extends Module {
   forward(ids: Tensor, o: ForwardOptions = {}): Tensor {
     if (this.tieWordEmbeddings) this.lm_head.weight = this.model.embed_tokens.weight;
     return this.lm_head.forward(this.hidden(ids, o));
+  }
+
+  /**
+   * One forward pass over several sequences, each with its own cache and length: all new tokens are flattened to
+   * (1, N, D), so every projection reads its weights once per step; only the cache append and attention run per
+   * sequence. Positions continue each cache. Inference only (use under noGrad).
+   */
+  forwardRagged(seqs: readonly RaggedSequence[], o: RaggedOptions = {}): RaggedResult {
+    if (!seqs.length || seqs.some((s) => s.ids.length === 0)) throw new FathomError("forwardRagged", "every sequence needs at least one new token");
+    if (this.tieWordEmbeddings) this.lm_head.weight = this.model.embed_tokens.weight;
+    const N = seqs.reduce((a, s) => a + s.ids.length, 0);
+    const ids = new Int32Array(N), pos = new Int32Array(N);
+    const segs: { start: number; length: number; pastLength: number }[] = [];
+    let at = 0;
+    for (const s of seqs) {
+      if (s.cache.layers.length !== this.layers.length) throw new FathomError("forwardRagged", `cache has ${s.cache.layers.length} layers, model ${this.layers.length}`);
+      const past = s.cache.length;
+      for (let i = 0; i < s.ids.length; i++) { ids[at + i] = s.ids[i]; pos[at + i] = past + i; }
+      segs.push({ start: at, length: s.ids.length, pastLength: past });
+      at += s.ids.length;
+    }
+    const positions = new Tensor(pos, "i32", [1, N]);
+    let h = this.model.embed_tokens.forward(new Tensor(ids, "i32", [1, N]));
+    this.layers.forEach((layer, i) => {
+      const ctx: AttentionContext = { positions, pastLength: 0, segments: segs.map((g, j) => ({ ...g, cache: seqs[j].cache.layers[i] })) };
+      h = layer.forward(h, ctx);
+    });
+    seqs.forEach((s) => { s.cache.length += s.ids.length; });
+    h = this.model.norm.forward(h);
+    const want = o.logitsFor ?? seqs.map((_, i) => i);
+    let logits: Tensor | null = null;
+    if (want.length) {
+      const rows = new Tensor(Int32Array.from(want, (i) => segs[i].start + segs[i].length - 1), "i32", [want.length]);
+      logits = this.lm_head.forward(indexSelect(h, 1, rows)).reshape(want.length, -1);
+    }
+    return o.hidden ? { logits, hidden: h } : { logits };
   }
 
   /** A KV cache; `dtype` f32 (default), bf16 or q8_0 sets how keys and values are stored. */

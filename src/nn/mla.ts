@@ -11,7 +11,7 @@ import { concat, expand } from "../core/ops/movement.js";
 import { matmul } from "../core/ops/linalg.js";
 import { Module } from "./module.js";
 import { Linear, RMSNorm } from "./layers.js";
-import { appendCache, type AttentionContext, type LayerCache } from "./attention.js";
+import { appendCache, segmentsEnd, type AttentionContext, type LayerCache, type Segment } from "./attention.js";
 import type { RotaryEmbedding } from "./rope.js";
 
 export interface MLAConfig {
@@ -58,6 +58,7 @@ export class MultiHeadLatentAttention extends Module {
   }
 
   forward(x: Tensor, ctx: AttentionContext, cache?: LayerCache): Tensor {
+    if (ctx.segments) return this.forwardRagged(x, ctx.positions, ctx.segments);
     const [B, T] = x.shape;
     const { H, dn, dr, dv, r } = this;
     const { cos, sin } = this.rotary.tables(ctx.pastLength + T);
@@ -89,5 +90,35 @@ export class MultiHeadLatentAttention extends Module {
     const kAll = appendCache(cache, "k", k), vAll = appendCache(cache, "v", v);
     const o = sdpa(q, kAll, vAll, opts);                                           // (B, H, T, dv)
     return this.o_proj.forward(o.permute(0, 2, 1, 3).reshape(B, T, H * dv));
+  }
+
+  /**
+   * Ragged batch (see AttentionContext.segments), always in the absorbed form: x (1, N, D); projections and the
+   * W_UK / W_UV products run on all N tokens, the latent-cache append and attention per segment.
+   */
+  private forwardRagged(x: Tensor, positions: Tensor, segs: readonly Segment[]): Tensor {
+    const N = x.shape[1];
+    const { H, dn, dr, dv, r } = this;
+    const { cos, sin } = this.rotary.tables(segmentsEnd(segs));
+    const pos = positions.reshape(1, N, 1);
+    const { qNope, qPe } = this.query(x, cos, sin, pos);                            // (1, N, H, dn), (1, N, H, dr)
+    const ckv = this.kv_a_proj_with_mqa.forward(x);                                 // (1, N, r + dr)
+    const c = this.kv_a_layernorm.forward(ckv.slice(2, 0, r));                      // (1, N, r)
+    const kPe = rope(ckv.slice(2, r).reshape(1, N, 1, dr), cos, sin, pos, { interleaved: true });   // (1, N, 1, dr)
+    const wkv = this.kv_b_proj.weight.reshape(H, dn + dv, r);
+    const wUK = wkv.slice(1, 0, dn), wUV = wkv.slice(1, dn);                       // (H, dn, r), (H, dv, r)
+    const qAbs = matmul(qNope.permute(0, 2, 1, 3), wUK);                           // (1, H, N, r)
+    const qCat = concat([qAbs, qPe.permute(0, 2, 1, 3)], 3);                        // (1, H, N, r + dr)
+    const outs = segs.map((s) => {
+      const e = s.start + s.length;
+      const cAll = appendCache(s.cache, "k", c.slice(1, s.start, e).reshape(1, 1, s.length, r));
+      const peAll = appendCache(s.cache, "v", kPe.slice(1, s.start, e).permute(0, 2, 1, 3));
+      const kCat = concat([cAll, peAll], 3).contiguous();                          // (1, 1, Tk, r + dr)
+      const opts = { causal: true, qOffset: s.pastLength, scale: this.scale };
+      return sdpa(qCat.slice(2, s.start, e).contiguous(), kCat, cAll.contiguous(), opts);   // (1, H, len, r)
+    });
+    const oLat = outs.length === 1 ? outs[0] : concat(outs, 2);                      // (1, H, N, r)
+    const o = matmul(oLat, wUV.transpose(1, 2));                                     // (1, H, N, dv)
+    return this.o_proj.forward(o.permute(0, 2, 1, 3).reshape(1, N, H * dv));
   }
 }
