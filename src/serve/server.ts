@@ -174,6 +174,7 @@ export class FathomServer {
     const ctx = this.engine.info.contextLength;
     if (promptLen >= ctx) throw new ApiError(400, `the prompt has ${promptLen} tokens; this model's context length is ${ctx}`, "invalid_request_error", "messages", "context_length_exceeded");
     if (promptLen === 0) throw badRequest("the prompt is empty", "prompt");
+    if (maxTokens > ctx) throw new ApiError(400, `max_tokens is ${maxTokens}; this model's context length is ${ctx}`, "invalid_request_error", "max_tokens", "context_length_exceeded");
     let logitBias: Record<number, number> | undefined;
     if (r.logit_bias) {
       logitBias = {};
@@ -270,7 +271,7 @@ export class FathomServer {
     if (r.top_logprobs != null && !r.logprobs) throw badRequest("top_logprobs needs logprobs: true", "top_logprobs");
     const { ids, tools } = this.chatPrompt(r);
     const stop = r.stop == null ? [] : typeof r.stop === "string" ? (r.stop ? [r.stop] : []) : r.stop;
-    const maxTokens = r.max_completion_tokens ?? r.max_tokens ?? this.engine.info.contextLength;
+    const maxTokens = r.max_completion_tokens ?? r.max_tokens ?? this.engine.info.contextLength - ids.length;
     const params = this.params(r, maxTokens, r.logprobs ? r.top_logprobs ?? 0 : null, ids.length);
     const n = r.n ?? 1;
     const specs = this.copies({ promptIds: ids, params, stop, tools }, n);
