@@ -7,7 +7,11 @@ import type { CausalLM } from "../src/models/decoder.js";
 import { assertClose } from "./helpers.js";
 import { TINY_CONFIGS } from "./fixtures.js";
 import { Scheduler } from "../src/serve/scheduler.js";
-import { EngineBusyError, type EngineEvent, type SamplingParams } from "../src/serve/protocol.js";
+import { ServeEngine } from "../src/serve/engine.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { EngineBusyError, type EngineEvent, type EngineStats, type SamplingParams } from "../src/serve/protocol.js";
 
 const i32 = (v: number[]) => new F.Tensor(Int32Array.from(v), "i32", [1, v.length]);
 
@@ -211,4 +215,52 @@ describe("scheduler (continuous batching)", () => {
       assert.throws(() => s.embed([[]]), /at least one token/);
     }
   }));
+});
+
+describe("Engine (worker thread)", () => {
+  test("loads a saved model in a worker, streams greedy tokens like generate(), embeds, cancels, reports stats; bad paths reject", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fathom-engine-"));
+    try {
+      const m = F.randomModel(TINY_CONFIGS.qwen2, { seed: 9, init: "scaled" });
+      m.savePretrained(dir);
+      const ref = F.generate(m, [[3, 1, 4, 1, 5]], { max_new_tokens: 6, do_sample: false }).newTokens[0];
+      const engine = await ServeEngine.start({ model: dir, maxBatch: 2, maxQueue: 4, ctx: 128 });
+      try {
+        assert.deepEqual(engine.info, { modelId: basename(dir), modelType: "qwen2", contextLength: 128, hiddenSize: 64, vocabSize: 288 });
+        const seen: EngineStats[] = [];
+        const run = (id: string, promptIds: number[], p: Partial<SamplingParams>) => new Promise<EngineEvent[]>((resolve) => {
+          const evs: EngineEvent[] = [];
+          engine.submit({ id, promptIds, params: params(p) }, (e) => {
+            evs.push(e);
+            seen.push(engine.stats());
+            if (id === "long" && evs.length === 1) engine.cancel("long");     // cancel a running sequence from its first token
+            if (e.type === "done") resolve(evs);
+          });
+        });
+        const long = run("long", [7, 7, 7], { maxTokens: 100000 });
+        const [a, b] = await Promise.all([run("a", [3, 1, 4, 1, 5], { maxTokens: 6 }), run("b", [3, 1, 4, 1, 5], { maxTokens: 6, topLogprobs: 2 })]);
+        for (const evs of [a, b]) {
+          assert.deepEqual(evs.flatMap((e) => (e.type === "token" ? [e.tokenId] : [])), ref);
+          const done = evs.at(-1) as Extract<EngineEvent, { type: "done" }>;
+          assert.equal(done.reason, "length");
+          assert.equal(done.completionTokens, 6);
+        }
+        assert.equal((b[0] as Extract<EngineEvent, { type: "token" }>).top!.length, 2);
+        assert.ok(seen.some((st) => st.kvTokensUsed > 0 && st.active >= 1), JSON.stringify(seen));
+        assert.equal(engine.stats().kvTokensCapacity, 256);
+        const le = await long, ld = le.at(-1) as Extract<EngineEvent, { type: "done" }>;
+        assert.equal(ld.reason, "cancelled");
+        assert.ok(ld.completionTokens < 100, `${ld.completionTokens}`);
+        assert.deepEqual([engine.stats().active, engine.stats().queueDepth], [0, 0]);
+        const vecs = await engine.embed([[1, 2, 3], [4, 5]]);
+        assert.equal(vecs.length, 2);
+        assert.equal(vecs[0].length, 64);
+        assertClose([Math.hypot(...vecs[1])], [1], { atol: 1e-5, rtol: 1e-5 });
+        await assert.rejects(engine.embed([[]]), /at least one token/);
+        const bad = await run("bad", [1, 999], {});
+        assert.equal((bad[0] as Extract<EngineEvent, { type: "done" }>).reason, "error");
+      } finally { await engine.close(); }
+      await assert.rejects(ServeEngine.start({ model: join(dir, "missing") }), /is not a model folder/);
+    } finally { rmSync(dir, { recursive: true, force: true }); }
+  });
 });
