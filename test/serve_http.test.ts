@@ -5,8 +5,10 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { request } from "node:http";
 import { connect } from "node:net";
+import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import { checkBearer, keyDigest } from "../src/serve/http_util.js";
-import { metric, startTiny, type TinyServed } from "./serve_helpers.js";
+import { metric, startTiny, writeTinyModel, type TinyServed } from "./serve_helpers.js";
 
 const KEY = "sk-test-0123456789";
 const AUTH = { Authorization: `Bearer ${KEY}` };
@@ -230,4 +232,30 @@ test("a full queue answers 429 with an OpenAI error object", async () => {
     assert.equal((await busy.json()).error.type, "rate_limit_error");
     await Promise.all(res.map((r) => r.arrayBuffer().catch(() => null)));
   } finally { await q.close(); }
+});
+
+test("fathom serve (the command): starts on a free port, answers, refuses a bad --cors, and stops on SIGTERM", async () => {
+  const { dir } = writeTinyModel();
+  try {
+    const bad = spawn(process.execPath, ["--import", "tsx", "src/cli/run.ts", "serve", "-m", dir, "--cors", "not an origin"], { stdio: ["ignore", "ignore", "pipe"] });
+    let badErr = "";
+    bad.stderr.on("data", (c) => { badErr += c; });
+    assert.equal(await new Promise((r) => bad.on("exit", r)), 1);
+    assert.match(badErr, /is not an origin/);
+
+    const p = spawn(process.execPath, ["--import", "tsx", "src/cli/run.ts", "serve", "-m", dir, "--port", "0", "--max-batch", "2", "--api-key", "k1"], { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    const url = await new Promise<string>((resolve, reject) => {
+      p.stderr.on("data", (c) => { err += c; const m = / on (http:\/\/127\.0\.0\.1:\d+)/.exec(err); if (m) resolve(m[1]); });
+      p.on("exit", () => reject(new Error(`serve exited: ${err}`)));
+    });
+    const name = dir.split("/").pop();
+    const r = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { Authorization: "Bearer k1" }, body: JSON.stringify({ model: name, messages: [{ role: "user", content: "hi" }], max_tokens: 3 }) });
+    assert.equal(r.status, 200);
+    assert.equal((await r.json()).choices[0].message.role, "assistant");
+    assert.equal((await fetch(`${url}/v1/models`)).status, 401);
+    p.kill("SIGTERM");
+    assert.equal(await new Promise((res) => p.on("exit", res)), 0);
+    assert.match(err, /stopping/);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
