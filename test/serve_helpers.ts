@@ -28,7 +28,7 @@ export interface TinyServed {
 }
 
 /** Writes the tiny model folder; returns its path. */
-export function writeTinyModel(): { dir: string; tok: Tokenizer; model: F.CausalLM } {
+export function writeTinyModel(overrides: Record<string, unknown> = {}): { dir: string; tok: Tokenizer; model: F.CausalLM } {
   const dir = mkdtempSync(join(tmpdir(), "fathom-serve-"));
   const { tokenizer, config } = tinyTokenizer(288);
   // Four added tokens after the 288: the FIM markers and the canned tool call.
@@ -38,13 +38,14 @@ export function writeTinyModel(): { dir: string; tok: Tokenizer; model: F.Causal
   writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
   writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(config));
   const tok = Tokenizer.fromPretrained(dir);
-  const model = F.randomModel({ ...TINY_LLAMA, vocab_size: 292, max_position_embeddings: 1024 }, { seed: 11, init: "scaled" });
+  const model = F.randomModel({ ...TINY_LLAMA, vocab_size: 292, max_position_embeddings: 1024, ...overrides }, { seed: 11, init: "scaled" });
   model.savePretrained(dir);
   return { dir, tok, model };
 }
 
-export async function startTiny(o: Partial<ServerOptions> & { maxBatch?: number; maxQueue?: number; ctx?: number } = {}): Promise<TinyServed> {
-  const { dir, tok, model } = writeTinyModel();
+/** `config` overrides fields of the model's config.json (e.g. a larger model that decodes slower). */
+export async function startTiny(o: Partial<ServerOptions> & { maxBatch?: number; maxQueue?: number; ctx?: number; config?: Record<string, unknown> } = {}): Promise<TinyServed> {
+  const { dir, tok, model } = writeTinyModel(o.config);
   const engine = await ServeEngine.start({ model: dir, maxBatch: o.maxBatch ?? 4, maxQueue: o.maxQueue ?? 64, ctx: o.ctx ?? 1024, threads: 1 });
   const server = new FathomServer({ engine, tokenizer: tok, modelId: "tiny", ...o });
   const url = await server.listen(0, "127.0.0.1");

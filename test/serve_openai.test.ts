@@ -203,7 +203,7 @@ test("a client that disconnects mid-stream frees its slot (the engine stops gene
   const ac = new AbortController();
   const st = await client.completions.create({ model: "tiny", prompt: "once upon a time", max_tokens: 900, temperature: 0.9, seed: 1, logit_bias: { [s.ids.eos]: -100 }, stream: true }, { signal: ac.signal });
   let got = 0;
-  try { for await (const _ of st) { if (++got === 2) ac.abort(); } } catch (e) { assert.match((e as Error).name, /Abort/); }
+  try { for await (const _ of st) { if (++got === 2) { ac.abort(); break; } } } catch (e) { assert.match((e as Error).name, /Abort/); }
   assert.equal(got, 2);
   let active = 1;
   for (let i = 0; i < 100 && active > 0; i++) { await new Promise((r) => setTimeout(r, 20)); active = await metric(s.url, "fathom_active_sequences"); }

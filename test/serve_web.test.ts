@@ -14,7 +14,9 @@ let browser: Browser;
 let page: Page;
 before(async () => {
   if (!CHROMIUM) return;
-  s = await startTiny({ maxBatch: 2 });
+  // A bigger model than the other server tests' (~10M parameters), so that a long reply takes seconds and the Stop
+  // button is clicked while it streams.
+  s = await startTiny({ maxBatch: 2, config: { hidden_size: 384, intermediate_size: 1152, num_hidden_layers: 6, num_attention_heads: 6, num_key_value_heads: 2 } });
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
   page = await browser.newPage();
 });

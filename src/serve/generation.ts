@@ -102,6 +102,8 @@ class Sequence {
   pendingLogprobs: TokenLogprob[] = [];
   /** Set when the HTTP side ended the sequence (stop string, tool calls complete); later tokens are ignored. */
   ended: FinishReason | null = null;
+  /** Token events taken into the answer (the engine may run a few steps past a stop before the cancel reaches it). */
+  tokens = 0;
   result: SequenceResult | null = null;
 
   constructor(readonly index: number, readonly id: string, readonly spec: SequenceSpec, tok: Tokenizer) {
@@ -148,6 +150,7 @@ export class SequenceGroup {
     if (this.finished || s.result) return;
     if (e.type === "token") {
       if (s.ended) return;
+      s.tokens++;
       if (!this.firstToken) { this.firstToken = true; this.hooks.onFirstToken?.(); }
       this.hooks.onToken?.();
       if (e.logprob !== undefined && s.spec.params.topLogprobs !== null) {
@@ -164,7 +167,7 @@ export class SequenceGroup {
     const reason: FinishReason = s.ended ?? (e.reason === "stop" ? "stop" : s.toolCalls.length ? "tool_calls" : "length");
     s.result = {
       index: s.index, text: s.text, toolCalls: s.toolCalls, finishReason: s.toolCalls.length && reason === "stop" ? "tool_calls" : reason,
-      promptTokens: e.promptTokens, completionTokens: e.completionTokens, cachedTokens: e.cachedTokens, logprobs: s.logprobs,
+      promptTokens: e.promptTokens, completionTokens: s.ended ? s.tokens : e.completionTokens, cachedTokens: e.cachedTokens, logprobs: s.logprobs,
       engineReason: e.reason, error: e.error,
     };
     if (this.seqs.every((q) => q.result)) { this.finished = true; this.resolve(this.seqs.map((q) => q.result!)); }
