@@ -103,7 +103,7 @@ function hostile(r: () => number): [string, string, string, Buffer | string | un
     }
     case 9: return ["not an object", "POST", endpoint, pick(["[]", "null", "1", "\"x\"", "true", ""]), {}];
     case 10: return ["wrong method", pick(["GET", "PUT", "DELETE", "PATCH"]), endpoint, undefined, {}];
-    case 11: return ["unknown path", pick(["GET", "POST"]), pick(["/v1/chat", "/v2/models", "/admin", "/..%2f", "/v1/models/nope", "/v1/completions/x"]), "{}", {}];
+    case 11: return ["unknown path", pick(["GET", "POST"]), pick(["/v1/chat", "/v2/models", "/admin", "/..%2f", "/v1/models/nope", "/v1/models/%E0%A4%A", "/v1/completions/x"]), "{}", {}];
     case 12: { // bad messages
       const b = goodChat() as Record<string, unknown>;
       b.messages = pick<unknown>([[], [{ role: "wizard", content: "x" }], [{ content: "x" }], [{ role: "user", content: 5 }], "hi", [null],

@@ -148,7 +148,8 @@ export class FathomServer {
     }
     if (path === "/v1/models") { sendJson(res, 200, { object: "list", data: [this.modelCard()] }); return; }
     if (endpoint === "/v1/models/{id}") {
-      const want = decodeURIComponent(path.slice("/v1/models/".length));
+      let want: string;
+      try { want = decodeURIComponent(path.slice("/v1/models/".length)); } catch { throw badRequest("bad model name in the URL"); }
       if (want !== this.modelId) throw new ApiError(404, `the model '${want}' does not exist (this server has '${this.modelId}')`, "invalid_request_error", "model", "model_not_found");
       sendJson(res, 200, this.modelCard());
       return;
@@ -216,7 +217,12 @@ export class FathomServer {
       onFirstToken: () => this.metrics.ttft.observe((performance.now() - t0) / 1000),
       onToken: () => this.metrics.tokensGenerated(1),
     });
-    group.start(this.requestTimeout);   // throws EngineBusyError (429) before anything is written
+    try {
+      group.start(this.requestTimeout);   // throws EngineBusyError (429) before anything is written
+    } catch (e) {
+      if (e instanceof EngineBusyError) throw e;
+      throw new ApiError(503, `the engine cannot take requests: ${(e as Error).message}`, "server_error", null, "engine_unavailable");
+    }
     onStarted?.();
     const gone = () => { if (!res.writableFinished) group.cancel(); };
     res.once("close", gone);
@@ -249,6 +255,9 @@ export class FathomServer {
       return out;
     });
     const tools = !!r.tools?.length && r.tool_choice !== "none";
+    if (r.tool_choice && typeof r.tool_choice === "object" && !r.tools?.some((t) => t.function.name === (r.tool_choice as { function: { name: string } }).function.name)) {
+      throw badRequest(`tool_choice names '${r.tool_choice.function.name}', which is not in tools`, "tool_choice");
+    }
     let templateTools: unknown[] | undefined;
     if (tools) {
       const template = selectChatTemplate(this.tok, { tools: r.tools! });
@@ -403,7 +412,11 @@ export class FathomServer {
       if (t.length > info.contextLength) throw new ApiError(400, `input[${i}] has ${t.length} tokens; the context length is ${info.contextLength}`, "invalid_request_error", "input", "context_length_exceeded");
       return t;
     });
-    const vecs = await this.engine.embed(ids);
+    let vecs: Float32Array[];
+    try { vecs = await this.engine.embed(ids); } catch (e) {
+      if (e instanceof EngineBusyError) throw e;
+      throw new ApiError(500, `embedding failed: ${(e as Error).message}`);
+    }
     const tokens = ids.reduce((a, t) => a + t.length, 0);
     sendJson(res, 200, {
       object: "list", model: this.modelId,
