@@ -6,6 +6,7 @@ import { registerQuantize } from "./commands/quantize.js";
 import { registerTokenizerCommands } from "./commands/tokenizer.js";
 import { registerModelCommands } from "./commands/model.js";
 import { registerTextCommands } from "./commands/text.js";
+import { registerServe } from "./commands/serve.js";
 
 export function buildProgram(): Command {
   const program = new Command("fathom")
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerBench(program);
   registerQuantize(program);
   registerTokenizerCommands(program);
+  registerServe(program);
   return program;
 }
 
