@@ -233,6 +233,69 @@ describe("native kernel parity with the reference backend", { skip: addon ? fals
             { atol: 5e-5, rtol: 5e-5 });
         }
       });
+
+      test("fused attention on strided k/v views (cache narrowed along T, permuted, expanded), read in place", () => {
+        use();
+        const cases: [number, number, number, number, number, number, number, number, boolean][] = [
+          // B, Hq, Hkv, Tq, Tk, cap, D, Dv, causal
+          [1, 32, 4, 1, 37, 64, 64, 64, true], [2, 4, 2, 3, 70, 101, 7, 5, true], [1, 8, 1, 1, 300, 333, 33, 31, true],
+          [2, 3, 3, 17, 17, 20, 16, 16, true], [1, 2, 1, 5, 129, 130, 65, 17, false], [1, 16, 1, 1, 600, 640, 72, 64, true],
+        ];
+        for (const [B, Hq, Hkv, Tq, Tk, cap, D, Dv, causal] of cases) {
+          const start = cap - Tk;                       // narrow at an offset: the view starts inside the buffer
+          const name = `sdpa strided B${B} H${Hq}/${Hkv} T${Tq}/${Tk} cap${cap} D${D}/${Dv}`;
+          // k: [B, Hkv, cap, D] narrowed along T; v: [B, cap, Hkv, Dv] narrowed and permuted to [B, Hkv, T, Dv].
+          fusedParity(name, [leaf([B, Hq, Tq, D], 1), leaf([B, Hkv, cap, D], 2), leaf([B, cap, Hkv, Dv], 3)],
+            (q, kc, vc) => F.sdpa(q, kc.narrow(2, start, Tk), vc.narrow(1, start, Tk).permute(0, 2, 1, 3), { causal }),
+            (q, kc, vc) => F.sdpaReference(q, kc.narrow(2, start, Tk), vc.narrow(1, start, Tk).permute(0, 2, 1, 3), { causal }),
+            { atol: 5e-5, rtol: 5e-5 });
+          // The addon reads the views in place: same kernel, same order as on contiguous copies, so equal bit for bit.
+          const q = F.randn([B, Hq, Tq, D], { seed: 4 }), kc = F.randn([B, Hkv, cap, D], { seed: 5 }), vc = F.randn([B, cap, Hkv, Dv], { seed: 6 });
+          const k = kc.narrow(2, start, Tk), v = vc.narrow(1, start, Tk).permute(0, 2, 1, 3);
+          const run = (kd: Float32Array, vd: Float32Array, ks: Float64Array | null, vs: Float64Array | null) => {
+            const out = new Float32Array(B * Hq * Tq * Dv), lse = new Float32Array(B * Hq * Tq);
+            nat.attention!({ B, Hq, Hkv, Tq, Tk, D, Dv, q: q.buffer() as Float32Array, k: kd, v: vd, out, lse, scale: 1 / Math.sqrt(D), causal,
+              qOffset: Tk - Tq, mask: null, maskStrides: null, kStrides: ks, vStrides: vs });
+            return [out, lse];
+          };
+          const [o1, l1] = run((kc.buffer() as Float32Array).subarray(k.offset), (vc.buffer() as Float32Array).subarray(v.offset),
+            Float64Array.from(k.strides.slice(0, 3)), Float64Array.from(v.strides.slice(0, 3)));
+          const [o2, l2] = run(k.buffer() as Float32Array, v.buffer() as Float32Array, null, null);
+          assert.deepEqual(o1, o2, `${name}: strided out`);
+          assert.deepEqual(l1, l2, `${name}: strided lse`);
+          // An expanded (stride 0) batch of k and v.
+          if (B === 2) {
+            const k1 = kc.narrow(0, 0, 1).narrow(2, start, Tk).expand(B, Hkv, Tk, D), v1 = vc.narrow(0, 1, 1).narrow(1, start, Tk).permute(0, 2, 1, 3).expand(B, Hkv, Tk, Dv);
+            assertClose(F.withBackend("native", () => F.sdpa(q, k1, v1, { causal })),
+              F.withBackend("ref", () => F.sdpaReference(q.to("f64"), k1.to("f64"), v1.to("f64"), { causal })), { atol: 5e-5, rtol: 5e-5 }, `${name} expanded`);
+          }
+        }
+        // Strides that reach past the array are refused.
+        const kd = new Float32Array(2 * 10 * 8);
+        assert.throws(() => nat.attention!({ B: 1, Hq: 2, Hkv: 2, Tq: 1, Tk: 10, D: 8, Dv: 8, q: new Float32Array(16), k: kd, v: kd,
+          out: new Float32Array(16), lse: null, scale: 1, causal: false, qOffset: 0, mask: null, maskStrides: null,
+          kStrides: Float64Array.of(0, 12 * 8, 8), vStrides: null }), /kStrides/);
+      });
+
+      test("fused attention at decode: keys split across threads and merged (every thread count)", () => {
+        use();
+        try {
+          for (const threads of [1, 2, 3, 5]) {
+            addon!.setThreads(threads);
+            for (const [Hq, Hkv, Tk, D] of [[4, 1, 1000, 40], [8, 2, 65, 64], [2, 1, 129, 17], [6, 1, 7, 8]] as const) {
+              fusedParity(`sdpa decode threads=${threads} H${Hq}/${Hkv} Tk${Tk} D${D}`,
+                [leaf([1, Hq, 1, D], 1), leaf([1, Hkv, Tk, D], 2), leaf([1, Hkv, Tk, D], 3)],
+                (q, k, v) => F.sdpa(q, k, v, { causal: true }), (q, k, v) => F.sdpaReference(q, k, v, { causal: true }),
+                { atol: 5e-5, rtol: 5e-5 });
+              // A boolean mask that empties some rows' splits (and one whole row).
+              const mask = F.rand([1, Hq, 1, Tk], { seed: Tk }).gt(0.97);
+              fusedParity(`sdpa decode masked threads=${threads} H${Hq}/${Hkv} Tk${Tk}`,
+                [leaf([1, Hq, 1, D], 4), leaf([1, Hkv, Tk, D], 5), leaf([1, Hkv, Tk, D], 6)],
+                (q, k, v) => F.sdpa(q, k, v, { mask }), (q, k, v) => F.sdpaReference(q, k, v, { mask }), { atol: 5e-5, rtol: 5e-5 });
+            }
+          }
+        } finally { addon!.setThreads(0); }
+      });
     });
   }
 });
