@@ -208,6 +208,24 @@ describe("native kernel parity with the reference backend", { skip: addon ? fals
         }
       });
 
+      test("fused rope: positions broadcast from strided views match fully materialized positions", () => {
+        use();
+        const P = 50, half = 4, B = 2, H = 3, T = 5, D = 8;
+        const ang = Array.from({ length: P * half }, (_, i) => Math.floor(i / half) * Math.pow(10000, -(i % half) / half));
+        const cos = F.tensor(ang.map(Math.cos), { shape: [P, half] }), sin = F.tensor(ang.map(Math.sin), { shape: [P, half] });
+        const x = F.randn([B, H, T, D], { seed: 9 });
+        const base = F.tensor(Array.from({ length: 3 * 2 * T }, (_, i) => (i * 7) % P), { shape: [3, 2, T], dtype: "i32" });
+        for (const pos of [base.narrow(0, 1, 2).narrow(1, 1, 1), base.narrow(1, 0, 1).narrow(0, 0, 1), base.permute(1, 0, 2).narrow(1, 2, 1)]) {
+          // [B or 1, 1, T] view → materialize [B, H, T] with plain indexing, the independent layout.
+          const full: number[] = [], vals = pos.contiguous().toArray();
+          for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let t = 0; t < T; t++) full.push(vals[(pos.shape[0] === 1 ? 0 : b) * T + t]);
+          const want = F.rope(x, cos, sin, F.tensor(full, { shape: [B, H, T], dtype: "i32" }));
+          assertClose(F.withBackend("native", () => F.rope(x, cos, sin, pos)), want, TOL.f32, `rope positions ${JSON.stringify(pos.shape)} strides ${JSON.stringify(pos.strides)}`);
+          assertClose(F.withBackend("ref", () => F.ropeReference(x, cos, sin, pos)), want, TOL.f32, "rope reference, strided positions");
+        }
+        assert.throws(() => F.rope(x, cos, sin, F.full([3, 1, T], 0, "i32")), /broadcast/);
+      });
+
       test("fused swiglu", () => {
         use();
         for (const n of [1, 33, 4099]) fusedParity(`swiglu ${n}`, [leaf([n], n, 3), leaf([n], n + 1)], F.swiglu, F.swigluReference);
