@@ -36,8 +36,9 @@ int default_threads() {
   return h ? static_cast<int>(h) : 1;
 }
 
-// How long an idle worker spins before it sleeps: long enough to bridge the gaps between the kernels of one decode
-// step (JS work between native calls), short enough that an idle process stops burning cores almost at once.
+// How long an idle worker waits awake before it sleeps (busy for the first 100 us, then yielding the core between
+// checks): long enough to bridge the gaps between the kernels of one decode step (JS work between native calls),
+// short enough that an idle process stops using cores almost at once.
 int64_t spin_us() {
   if (const char* s = std::getenv("FATHOM_SPIN_US")) {
     long v = std::atol(s);
@@ -82,11 +83,16 @@ struct Pool {
       // Spin for the next job, then sleep.
       auto t0 = std::chrono::steady_clock::now();
       int spins = 0;
+      bool yielding = false;
       while (generation.load(std::memory_order_seq_cst) == seen && !stop.load(std::memory_order_relaxed)) {
-        FATHOM_PAUSE();
-        if (++spins == 64) {
+        if (yielding) std::this_thread::yield(); else FATHOM_PAUSE();
+        if (++spins == 64 || yielding) {
           spins = 0;
-          if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(spin)) {
+          const auto idle = std::chrono::steady_clock::now() - t0;
+          // After a short busy spin, yield between checks: other runnable threads (another process on a shared
+          // machine, the caller's own JS thread when oversubscribed) get the core while this one still wakes fast.
+          yielding = idle > std::chrono::microseconds(100);
+          if (idle > std::chrono::microseconds(spin)) {
             sleepers.fetch_add(1, std::memory_order_seq_cst);
             {
               std::unique_lock<std::mutex> lk(mu);

@@ -19,6 +19,28 @@ function rnd(n: number, seed: number, scale = 1, shift = 0): Float32Array {
   return Float32Array.from({ length: n }, () => g.normal() * scale + shift);
 }
 
+describe("native thread pool", { skip: addon ? false : "native addon not built" }, () => {
+  test("back-to-back calls of every size with workers asleep (spin 0), briefly awake and spinning give exact results", () => {
+    const saved = process.env.FATHOM_SPIN_US;
+    const inputs = [1, 33, 5000, 70000, 300001].map((n) => [rnd(n, n), rnd(n, n + 1)]);
+    try {
+      for (const [spin, threads] of [["0", 3], ["20", 2], ["1000", 4]] as const) {
+        process.env.FATHOM_SPIN_US = spin;
+        addon!.setThreads(threads);                       // the pool restarts and reads FATHOM_SPIN_US
+        for (let i = 0; i < 300; i++) {
+          const [a, b] = inputs[i % inputs.length], n = a.length, out = new Float32Array(n);
+          addon!.binaryF32(0, Int32Array.of(n), a, Int32Array.of(1), b, Int32Array.of(1), out);
+          for (let j = 0; j < n; j += 97) assert.equal(out[j], Math.fround(a[j] + b[j]), `spin ${spin} threads ${threads} call ${i} n=${n} [${j}]`);
+          assert.equal(out[n - 1], Math.fround(a[n - 1] + b[n - 1]));
+        }
+      }
+    } finally {
+      if (saved === undefined) delete process.env.FATHOM_SPIN_US; else process.env.FATHOM_SPIN_US = saved;
+      addon!.setThreads(0);
+    }
+  });
+});
+
 describe("native kernel parity with the reference backend", { skip: addon ? false : "native addon not built" }, () => {
   for (const isa of ISAS) {
     describe(`code path ${isa}`, () => {
