@@ -1,4 +1,4 @@
-// Thread pool: workers wait on a generation counter, spinning (FATHOM_SPIN_US, default 1000 us) before sleeping on
+// Thread pool: workers wait on a generation counter, waiting awake (FATHOM_SPIN_US, default 250 us) before sleeping on
 // a condition variable. A job is "open" while the caller works through it; a worker joins only an open job, and the
 // caller closes the job once every chunk is claimed and then waits only for the workers that joined. So a worker
 // that is slow to wake (asleep, or descheduled on a busy machine) never delays the caller: tiny calls made right
@@ -36,15 +36,15 @@ int default_threads() {
   return h ? static_cast<int>(h) : 1;
 }
 
-// How long an idle worker waits awake before it sleeps (busy for the first 100 us, then yielding the core between
-// checks): long enough to bridge the gaps between the kernels of one decode step (JS work between native calls),
-// short enough that an idle process stops using cores almost at once.
+// How long an idle worker waits awake before it sleeps (busy for the first 50 us, then yielding the core between
+// checks): long enough to bridge the gaps between the kernels of one decode step (JS work between native calls, a
+// median 5-15 us, up to ~50 us around attention), short enough that an idle process stops using cores almost at once.
 int64_t spin_us() {
   if (const char* s = std::getenv("FATHOM_SPIN_US")) {
     long v = std::atol(s);
     if (v >= 0) return v > 1000000 ? 1000000 : v;
   }
-  return 1000;
+  return 250;
 }
 
 thread_local bool t_in_task = false;
@@ -63,7 +63,7 @@ struct Pool {
   void* ctx = nullptr;
   int64_t n = 0, grain = 1;
   int size = 1;                      // threads including the caller
-  int64_t spin = 1000;               // microseconds
+  int64_t spin = 250;                // microseconds
   std::mutex call_mu;                // one job at a time
 
   void run_chunks() {
@@ -91,7 +91,7 @@ struct Pool {
           const auto idle = std::chrono::steady_clock::now() - t0;
           // After a short busy spin, yield between checks: other runnable threads (another process on a shared
           // machine, the caller's own JS thread when oversubscribed) get the core while this one still wakes fast.
-          yielding = idle > std::chrono::microseconds(100);
+          yielding = idle > std::chrono::microseconds(50);
           if (idle > std::chrono::microseconds(spin)) {
             sleepers.fetch_add(1, std::memory_order_seq_cst);
             {
