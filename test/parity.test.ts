@@ -310,6 +310,13 @@ describe("native kernel parity with the reference backend", { skip: addon ? fals
               F.withBackend("ref", () => F.sdpaReference(q.to("f64"), k1.to("f64"), v1.to("f64"), { causal })), { atol: 5e-5, rtol: 5e-5 }, `${name} expanded`);
           }
         }
+        // MLA's absorbed layout: one [B, 1, cap, r + dr] buffer; k = all of a row, v = its first r values (row stride r + dr).
+        for (const [Hq, Tk, cap, Dk, Dv] of [[16, 70, 80, 40, 32], [5, 200, 256, 72, 64]]) {
+          fusedParity(`sdpa MLA-style H${Hq} Tk${Tk} ${Dk}/${Dv}`, [leaf([1, Hq, 1, Dk], 7), leaf([1, 1, cap, Dk], 8)],
+            (q, c) => F.sdpa(q, c.narrow(2, 0, Tk), c.narrow(2, 0, Tk).narrow(3, 0, Dv), { causal: true, scale: 0.2 }),
+            (q, c) => F.sdpaReference(q, c.narrow(2, 0, Tk), c.narrow(2, 0, Tk).narrow(3, 0, Dv), { causal: true, scale: 0.2 }),
+            { atol: 5e-5, rtol: 5e-5 });
+        }
         // Strides that reach past the array are refused.
         const kd = new Float32Array(2 * 10 * 8);
         assert.throws(() => nat.attention!({ B: 1, Hq: 2, Hkv: 2, Tq: 1, Tk: 10, D: 8, Dv: 8, q: new Float32Array(16), k: kd, v: kd,

@@ -7,7 +7,8 @@
 // Layouts the native forward pass takes without a copy: q any contiguous f32 [B, Hq, Tq, D]; k and v any f32 view
 // whose last axis is contiguous (stride 1, or size 1) and whose other strides are ≥ 0 — in particular a KV cache
 // preallocated as [B, Hkv, capacity, hd] and narrowed/sliced along T to [B, Hkv, T, hd] (head stride capacity·hd,
-// row stride hd), a [B, T, Hkv, hd] buffer permuted to [B, Hkv, T, hd], or an expanded (stride 0) batch. Anything
+// row stride hd), a [B, T, Hkv, hd] buffer permuted to [B, Hkv, T, hd], MLA's single [B, 1, cap, r + dr] latent
+// cache with v = its narrow to the first r values of each row (row stride r + dr), or an expanded (stride 0) batch. Anything
 // else (a transposed last axis, negative strides, f16/bf16) is copied to contiguous f32 first. The backward pass
 // (training) takes contiguous copies of k and v.
 import { DTypeError, ShapeError, fmtShape } from "../errors.js";
