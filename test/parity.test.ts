@@ -19,6 +19,28 @@ function rnd(n: number, seed: number, scale = 1, shift = 0): Float32Array {
   return Float32Array.from({ length: n }, () => g.normal() * scale + shift);
 }
 
+describe("native thread pool", { skip: addon ? false : "native addon not built" }, () => {
+  test("back-to-back calls of every size with workers asleep (spin 0), briefly awake and spinning give exact results", () => {
+    const saved = process.env.FATHOM_SPIN_US;
+    const inputs = [1, 33, 5000, 70000, 300001].map((n) => [rnd(n, n), rnd(n, n + 1)]);
+    try {
+      for (const [spin, threads] of [["0", 3], ["20", 2], ["1000", 4]] as const) {
+        process.env.FATHOM_SPIN_US = spin;
+        addon!.setThreads(threads);                       // the pool restarts and reads FATHOM_SPIN_US
+        for (let i = 0; i < 300; i++) {
+          const [a, b] = inputs[i % inputs.length], n = a.length, out = new Float32Array(n);
+          addon!.binaryF32(0, Int32Array.of(n), a, Int32Array.of(1), b, Int32Array.of(1), out);
+          for (let j = 0; j < n; j += 97) assert.equal(out[j], Math.fround(a[j] + b[j]), `spin ${spin} threads ${threads} call ${i} n=${n} [${j}]`);
+          assert.equal(out[n - 1], Math.fround(a[n - 1] + b[n - 1]));
+        }
+      }
+    } finally {
+      if (saved === undefined) delete process.env.FATHOM_SPIN_US; else process.env.FATHOM_SPIN_US = saved;
+      addon!.setThreads(0);
+    }
+  });
+});
+
 describe("native kernel parity with the reference backend", { skip: addon ? false : "native addon not built" }, () => {
   for (const isa of ISAS) {
     describe(`code path ${isa}`, () => {
@@ -208,6 +230,24 @@ describe("native kernel parity with the reference backend", { skip: addon ? fals
         }
       });
 
+      test("fused rope: positions broadcast from strided views match fully materialized positions", () => {
+        use();
+        const P = 50, half = 4, B = 2, H = 3, T = 5, D = 8;
+        const ang = Array.from({ length: P * half }, (_, i) => Math.floor(i / half) * Math.pow(10000, -(i % half) / half));
+        const cos = F.tensor(ang.map(Math.cos), { shape: [P, half] }), sin = F.tensor(ang.map(Math.sin), { shape: [P, half] });
+        const x = F.randn([B, H, T, D], { seed: 9 });
+        const base = F.tensor(Array.from({ length: 3 * 2 * T }, (_, i) => (i * 7) % P), { shape: [3, 2, T], dtype: "i32" });
+        for (const pos of [base.narrow(0, 1, 2).narrow(1, 1, 1), base.narrow(1, 0, 1).narrow(0, 0, 1), base.permute(1, 0, 2).narrow(1, 2, 1)]) {
+          // [B or 1, 1, T] view → materialize [B, H, T] with plain indexing, the independent layout.
+          const full: number[] = [], vals = pos.contiguous().toArray();
+          for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let t = 0; t < T; t++) full.push(vals[(pos.shape[0] === 1 ? 0 : b) * T + t]);
+          const want = F.rope(x, cos, sin, F.tensor(full, { shape: [B, H, T], dtype: "i32" }));
+          assertClose(F.withBackend("native", () => F.rope(x, cos, sin, pos)), want, TOL.f32, `rope positions ${JSON.stringify(pos.shape)} strides ${JSON.stringify(pos.strides)}`);
+          assertClose(F.withBackend("ref", () => F.ropeReference(x, cos, sin, pos)), want, TOL.f32, "rope reference, strided positions");
+        }
+        assert.throws(() => F.rope(x, cos, sin, F.full([3, 1, T], 0, "i32")), /broadcast/);
+      });
+
       test("fused swiglu", () => {
         use();
         for (const n of [1, 33, 4099]) fusedParity(`swiglu ${n}`, [leaf([n], n, 3), leaf([n], n + 1)], F.swiglu, F.swigluReference);
@@ -232,6 +272,76 @@ describe("native kernel parity with the reference backend", { skip: addon ? fals
             (q, k, v) => F.sdpaReference(q, k, v, { causal, mask: mask && (mask.dtype === "bool" ? mask : mask.to("f64")), qOffset }),
             { atol: 5e-5, rtol: 5e-5 });
         }
+      });
+
+      test("fused attention on strided k/v views (cache narrowed along T, permuted, expanded), read in place", () => {
+        use();
+        const cases: [number, number, number, number, number, number, number, number, boolean][] = [
+          // B, Hq, Hkv, Tq, Tk, cap, D, Dv, causal
+          [1, 32, 4, 1, 37, 64, 64, 64, true], [2, 4, 2, 3, 70, 101, 7, 5, true], [1, 8, 1, 1, 300, 333, 33, 31, true],
+          [2, 3, 3, 17, 17, 20, 16, 16, true], [1, 2, 1, 5, 129, 130, 65, 17, false], [1, 16, 1, 1, 600, 640, 72, 64, true],
+        ];
+        for (const [B, Hq, Hkv, Tq, Tk, cap, D, Dv, causal] of cases) {
+          const start = cap - Tk;                       // narrow at an offset: the view starts inside the buffer
+          const name = `sdpa strided B${B} H${Hq}/${Hkv} T${Tq}/${Tk} cap${cap} D${D}/${Dv}`;
+          // k: [B, Hkv, cap, D] narrowed along T; v: [B, cap, Hkv, Dv] narrowed and permuted to [B, Hkv, T, Dv].
+          fusedParity(name, [leaf([B, Hq, Tq, D], 1), leaf([B, Hkv, cap, D], 2), leaf([B, cap, Hkv, Dv], 3)],
+            (q, kc, vc) => F.sdpa(q, kc.narrow(2, start, Tk), vc.narrow(1, start, Tk).permute(0, 2, 1, 3), { causal }),
+            (q, kc, vc) => F.sdpaReference(q, kc.narrow(2, start, Tk), vc.narrow(1, start, Tk).permute(0, 2, 1, 3), { causal }),
+            { atol: 5e-5, rtol: 5e-5 });
+          // The addon reads the views in place: same kernel, same order as on contiguous copies, so equal bit for bit.
+          const q = F.randn([B, Hq, Tq, D], { seed: 4 }), kc = F.randn([B, Hkv, cap, D], { seed: 5 }), vc = F.randn([B, cap, Hkv, Dv], { seed: 6 });
+          const k = kc.narrow(2, start, Tk), v = vc.narrow(1, start, Tk).permute(0, 2, 1, 3);
+          const run = (kd: Float32Array, vd: Float32Array, ks: Float64Array | null, vs: Float64Array | null) => {
+            const out = new Float32Array(B * Hq * Tq * Dv), lse = new Float32Array(B * Hq * Tq);
+            nat.attention!({ B, Hq, Hkv, Tq, Tk, D, Dv, q: q.buffer() as Float32Array, k: kd, v: vd, out, lse, scale: 1 / Math.sqrt(D), causal,
+              qOffset: Tk - Tq, mask: null, maskStrides: null, kStrides: ks, vStrides: vs });
+            return [out, lse];
+          };
+          const [o1, l1] = run((kc.buffer() as Float32Array).subarray(k.offset), (vc.buffer() as Float32Array).subarray(v.offset),
+            Float64Array.from(k.strides.slice(0, 3)), Float64Array.from(v.strides.slice(0, 3)));
+          const [o2, l2] = run(k.buffer() as Float32Array, v.buffer() as Float32Array, null, null);
+          assert.deepEqual(o1, o2, `${name}: strided out`);
+          assert.deepEqual(l1, l2, `${name}: strided lse`);
+          // An expanded (stride 0) batch of k and v.
+          if (B === 2) {
+            const k1 = kc.narrow(0, 0, 1).narrow(2, start, Tk).expand(B, Hkv, Tk, D), v1 = vc.narrow(0, 1, 1).narrow(1, start, Tk).permute(0, 2, 1, 3).expand(B, Hkv, Tk, Dv);
+            assertClose(F.withBackend("native", () => F.sdpa(q, k1, v1, { causal })),
+              F.withBackend("ref", () => F.sdpaReference(q.to("f64"), k1.to("f64"), v1.to("f64"), { causal })), { atol: 5e-5, rtol: 5e-5 }, `${name} expanded`);
+          }
+        }
+        // MLA's absorbed layout: one [B, 1, cap, r + dr] buffer; k = all of a row, v = its first r values (row stride r + dr).
+        for (const [Hq, Tk, cap, Dk, Dv] of [[16, 70, 80, 40, 32], [5, 200, 256, 72, 64]]) {
+          fusedParity(`sdpa MLA-style H${Hq} Tk${Tk} ${Dk}/${Dv}`, [leaf([1, Hq, 1, Dk], 7), leaf([1, 1, cap, Dk], 8)],
+            (q, c) => F.sdpa(q, c.narrow(2, 0, Tk), c.narrow(2, 0, Tk).narrow(3, 0, Dv), { causal: true, scale: 0.2 }),
+            (q, c) => F.sdpaReference(q, c.narrow(2, 0, Tk), c.narrow(2, 0, Tk).narrow(3, 0, Dv), { causal: true, scale: 0.2 }),
+            { atol: 5e-5, rtol: 5e-5 });
+        }
+        // Strides that reach past the array are refused.
+        const kd = new Float32Array(2 * 10 * 8);
+        assert.throws(() => nat.attention!({ B: 1, Hq: 2, Hkv: 2, Tq: 1, Tk: 10, D: 8, Dv: 8, q: new Float32Array(16), k: kd, v: kd,
+          out: new Float32Array(16), lse: null, scale: 1, causal: false, qOffset: 0, mask: null, maskStrides: null,
+          kStrides: Float64Array.of(0, 12 * 8, 8), vStrides: null }), /kStrides/);
+      });
+
+      test("fused attention at decode: keys split across threads and merged (every thread count)", () => {
+        use();
+        try {
+          for (const threads of [1, 2, 3, 5]) {
+            addon!.setThreads(threads);
+            for (const [Hq, Hkv, Tk, D] of [[4, 1, 1000, 40], [8, 2, 65, 64], [2, 1, 129, 17], [6, 1, 7, 8]] as const) {
+              fusedParity(`sdpa decode threads=${threads} H${Hq}/${Hkv} Tk${Tk} D${D}`,
+                [leaf([1, Hq, 1, D], 1), leaf([1, Hkv, Tk, D], 2), leaf([1, Hkv, Tk, D], 3)],
+                (q, k, v) => F.sdpa(q, k, v, { causal: true }), (q, k, v) => F.sdpaReference(q, k, v, { causal: true }),
+                { atol: 5e-5, rtol: 5e-5 });
+              // A boolean mask that empties some rows' splits (and one whole row).
+              const mask = F.rand([1, Hq, 1, Tk], { seed: Tk }).gt(0.97);
+              fusedParity(`sdpa decode masked threads=${threads} H${Hq}/${Hkv} Tk${Tk}`,
+                [leaf([1, Hq, 1, D], 4), leaf([1, Hkv, Tk, D], 5), leaf([1, Hkv, Tk, D], 6)],
+                (q, k, v) => F.sdpa(q, k, v, { mask }), (q, k, v) => F.sdpaReference(q, k, v, { mask }), { atol: 5e-5, rtol: 5e-5 });
+            }
+          }
+        } finally { addon!.setThreads(0); }
       });
     });
   }

@@ -1,5 +1,6 @@
 // N-API glue for the tiled attention kernels (native/kernels/attention.h).
-//   attentionF32(B, Hq, Hkv, Tq, Tk, D, Dv, q, k, v, out, lse|null, scale, causal, qOffset, mask|null, maskStrides|null)
+//   attentionF32(B, Hq, Hkv, Tq, Tk, D, Dv, q, k, v, out, lse|null, scale, causal, qOffset, mask|null, maskStrides|null
+//                [, kStrides|null, vStrides|null])
 //   attentionBackwardF32(B, Hq, Hkv, Tq, Tk, D, Dv, q, k, v, out, lse, dout, dq, dk, dv, scale, causal, qOffset,
 //                        mask|null, maskStrides|null)
 // Sizes: B, Hq, Hkv, D, Dv >= 1; Tq, Tk >= 0 (Tq = 0: nothing to do; Tk = 0: every query sees no key, so
@@ -7,6 +8,10 @@
 // Typed arrays may be longer than needed (only the leading elements are used). The mask is a Float32Array
 // (additive) or a Uint8Array (boolean, nonzero = attend); maskStrides an Int32Array of exactly 4 entries >= 0,
 // and the largest reachable mask index must lie inside the mask. Outputs must not overlap the inputs.
+// kStrides / vStrides (forward only): Float64Arrays [batch, head, row] of integer strides >= 0 in elements (the last
+// axis is contiguous): k[b, h, j, d] = k[b*s[0] + h*s[1] + j*s[2] + d]; the largest reachable index must lie inside
+// the array. Null or absent: contiguous. They let a cache view (a [B, Hkv, capacity, D] buffer narrowed along T) be
+// read in place.
 #include <new>
 #include <string>
 #include "bind.h"
@@ -114,6 +119,32 @@ void read_tail(const Napi::CallbackInfo& info, size_t i, const char* op, AttnArg
   else a.mask_bool = static_cast<const uint8_t*>(data_of(m));
 }
 
+// Optional k/v strides at argument i (Float64Array of 3); checks that the largest reachable index of an
+// [B, H, T, width] view lies inside `len` elements. Leaves `s` alone when absent.
+void read_kv_strides(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, int64_t B, int64_t H,
+                     int64_t T, int64_t width, int64_t len, int64_t* s) {
+  if (i >= info.Length() || is_nullish(info, i)) return;
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[i].As<Napi::TypedArray>().ElementLength() != 3)
+    throw_arg(info, op, std::string(name) + " (argument " + std::to_string(i) + ") must be a Float64Array of 3 entries [batch, head, row]");
+  const double* d = static_cast<const double*>(data_of(info[i].As<Napi::TypedArray>()));
+  int64_t maxi = width - 1;
+  const int64_t n[3] = {B, H, T};
+  for (int x = 0; x < 3; x++) {
+    if (!(d[x] >= 0) || d[x] > 9007199254740991.0 || d[x] != static_cast<double>(static_cast<int64_t>(d[x])))
+      throw_arg(info, op, std::string(name) + "[" + std::to_string(x) + "] = " + std::to_string(d[x]) + " is not an integer >= 0");
+    s[x] = static_cast<int64_t>(d[x]);
+    if (n[x] > 1 && s[x] > (kMaxElems - maxi) / (n[x] - 1)) throw_arg(info, op, std::string(name) + " reach too far");
+    maxi += (n[x] - 1) * s[x];
+  }
+  if (T > 0 && maxi >= len)
+    throw_arg(info, op, std::string(name) + " [" + std::to_string(s[0]) + ", " + std::to_string(s[1]) + ", " + std::to_string(s[2]) +
+                            "] reach index " + std::to_string(maxi) + " of an array of " + std::to_string(len) + " elements " +
+                            dims({{"B", B}, {"H", H}, {"T", T}, {"width", width}}));
+}
+
+int64_t elements(const Napi::CallbackInfo& info, size_t i) { return static_cast<int64_t>(info[i].As<Napi::TypedArray>().ElementLength()); }
+
 Napi::Value AttentionF32(const Napi::CallbackInfo& info) {
   const char* op = "attention_f32";
   AttnArgs a{};
@@ -123,12 +154,16 @@ Napi::Value AttentionF32(const Napi::CallbackInfo& info) {
   const int64_t nv = count(info, op, {a.B, a.Hkv, a.Tk, a.Dv});
   const int64_t no = count(info, op, {a.B, a.Hq, a.Tq, a.Dv});
   const int64_t nl = count(info, op, {a.B, a.Hq, a.Tq});
+  attn_contiguous_kv(a);
+  const bool kstr = info.Length() > 17 && !is_nullish(info, 17), vstr = info.Length() > 18 && !is_nullish(info, 18);
   a.q = f32(info, 7, op, "q", nq, dims({{"B", a.B}, {"Hq", a.Hq}, {"Tq", a.Tq}, {"D", a.D}}));
-  a.k = f32(info, 8, op, "k", nk, dims({{"B", a.B}, {"Hkv", a.Hkv}, {"Tk", a.Tk}, {"D", a.D}}));
-  a.v = f32(info, 9, op, "v", nv, dims({{"B", a.B}, {"Hkv", a.Hkv}, {"Tk", a.Tk}, {"Dv", a.Dv}}));
+  a.k = f32(info, 8, op, "k", kstr ? 0 : nk, dims({{"B", a.B}, {"Hkv", a.Hkv}, {"Tk", a.Tk}, {"D", a.D}}));
+  a.v = f32(info, 9, op, "v", vstr ? 0 : nv, dims({{"B", a.B}, {"Hkv", a.Hkv}, {"Tk", a.Tk}, {"Dv", a.Dv}}));
   a.out = f32(info, 10, op, "out", no, dims({{"B", a.B}, {"Hq", a.Hq}, {"Tq", a.Tq}, {"Dv", a.Dv}}));
   a.lse = is_nullish(info, 11) ? nullptr : f32(info, 11, op, "lse", nl, dims({{"B", a.B}, {"Hq", a.Hq}, {"Tq", a.Tq}}));
   read_tail(info, 12, op, a);
+  read_kv_strides(info, 17, op, "kStrides", a.B, a.Hkv, a.Tk, a.D, elements(info, 8), a.ks);
+  read_kv_strides(info, 18, op, "vStrides", a.B, a.Hkv, a.Tk, a.Dv, elements(info, 9), a.vs);
   try {
     attention_f32(a);
   } catch (const std::bad_alloc&) {
@@ -160,6 +195,7 @@ Napi::Value AttentionBackwardF32(const Napi::CallbackInfo& info) {
   a.dk = f32(info, 14, op, "dk", nk, kd);
   a.dv = f32(info, 15, op, "dv", nv, vd);
   read_tail(info, 16, op, a);
+  attn_contiguous_kv(a);
   try {
     attention_backward_f32(a);
   } catch (const std::bad_alloc&) {

@@ -131,16 +131,37 @@ const AttnKernels& kernels() {
 
 // ---- scratch -----------------------------------------------------------------------------------------------
 
-// One 64-byte aligned allocation carved into float arrays; null on failure (tasks must not throw).
+// One 64-byte aligned block per thread, kept between calls (a decode step calls attention once per layer; fresh
+// allocations of a few hundred KB would be mmapped and page-faulted every time), carved into float arrays.
+struct ScratchStore {
+  float* base = nullptr;
+  size_t cap = 0;
+  ~ScratchStore() { std::free(base); }
+};
+thread_local ScratchStore t_scratch;
+thread_local ScratchStore t_partials;   // the calling thread's key-split partials (forward)
+
+// `floats` floats from `st`, grown when too small; null on failure.
+float* reserve(ScratchStore& st, size_t floats) {
+  if (st.cap < floats) {
+    std::free(st.base);
+    st.base = nullptr;
+    st.cap = 0;
+    void* p = nullptr;
+    if (posix_memalign(&p, 64, floats * sizeof(float)) != 0) return nullptr;
+    st.base = static_cast<float*>(p);
+    st.cap = floats;
+  }
+  return st.base;
+}
+
+// Null base on allocation failure (tasks must not throw). One Scratch per thread at a time.
 struct Scratch {
   float* base = nullptr;
-  size_t used = 0, cap = 0;
+  size_t used = 0;
   explicit Scratch(size_t floats) {
-    cap = (floats + 16 * 16 + 15) / 16 * 16;  // room for per-array rounding
-    void* p = nullptr;
-    if (posix_memalign(&p, 64, cap * sizeof(float)) == 0) base = static_cast<float*>(p);
+    base = reserve(t_scratch, (floats + 16 * 16 + 15) / 16 * 16);  // room for per-array rounding
   }
-  ~Scratch() { std::free(base); }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   float* take(size_t n) {
@@ -152,10 +173,10 @@ struct Scratch {
 
 // ---- packing -----------------------------------------------------------------------------------------------
 
-// dst[j*xp + d] = src[j*D + d] for j < n, d < D; columns D..xp-1 zero.
-void pack_rows(const float* src, int64_t D, int n, int64_t xp, float* dst) {
+// dst[j*xp + d] = src[j*ld + d] for j < n, d < D; columns D..xp-1 zero.
+void pack_rows(const float* src, int64_t ld, int64_t D, int n, int64_t xp, float* dst) {
   for (int j = 0; j < n; j++) {
-    std::memcpy(dst + j * xp, src + j * D, static_cast<size_t>(D) * sizeof(float));
+    std::memcpy(dst + j * xp, src + j * ld, static_cast<size_t>(D) * sizeof(float));
     for (int64_t d = D; d < xp; d++) dst[j * xp + d] = 0.f;
   }
 }
@@ -228,14 +249,25 @@ int64_t key_end(const AttnArgs& a, const RowBlock& rb) {
 // At most this many rows: scores straight from row-major keys instead of a transposed tile.
 constexpr int DIRECT_ROWS = 8;
 
-// S = scale * A . K_tile^T for rows of A (lda = K), keys kp[0..nk) (row length K); Kt is scratch [K][64].
-void tile_scores(const AttnKernels& KN, const float* A, int nrows, int64_t K, const float* kp, int nk, float* Kt,
-                 float* S, float scale) {
+// S = scale * A . K_tile^T for rows of A (lda = K), keys kp[j*ldk .. +K) for j < nk; Kt is scratch [K][64].
+void tile_scores(const AttnKernels& KN, const float* A, int nrows, int64_t K, const float* kp, int64_t ldk, int nk,
+                 float* Kt, float* S, float scale) {
   if (nrows <= DIRECT_ROWS) {
-    KN.scores_direct(A, K, nrows, static_cast<int>(K), kp, K, nk, S, scale);
+    KN.scores_direct(A, K, nrows, static_cast<int>(K), kp, ldk, nk, S, scale);
   } else {
-    KN.pack_t(kp, K, nk, K, Kt);
+    KN.pack_t(kp, ldk, nk, K, Kt);
     KN.scores(A, K, nrows, static_cast<int>(K), Kt, S, scale);
+  }
+}
+
+// Writes the normalized output rows (and lse) of a row block from its online-softmax state.
+void finish_rows(const AttnArgs& a, const RowBlock& rb, const float* O, int64_t dvp, const float* m, const float* l) {
+  for (int r = 0; r < rb.n; r++) {
+    const bool empty = !(l[r] > 0.f);
+    const float inv = empty ? 0.f : 1.f / l[r];
+    float* op = a.out + rb.idx[r] * a.Dv;
+    for (int64_t x = 0; x < a.Dv; x++) op[x] = O[r * dvp + x] * inv;
+    if (a.lse) a.lse[rb.idx[r]] = empty ? NEG_INF : m[r] + std::log(l[r]);
   }
 }
 
@@ -244,16 +276,28 @@ void tile_scores(const AttnKernels& KN, const float* A, int nrows, int64_t K, co
 static bool attention_forward_impl(const AttnArgs& a) {
   const AttnKernels& K = kernels();
   const int64_t D = a.D, Dv = a.Dv, dvp = pad16(Dv);
-  const bool vdirect = Dv == dvp;
+  const bool vdirect = Dv == dvp && a.vs[2] == Dv;
   const int64_t group = a.Hq / a.Hkv;
   const int64_t R = group * a.Tq;  // rows per kv head
   const int64_t nrb = (R + BQ - 1) / BQ;
-  const int64_t ntasks = a.B * a.Hkv * nrb;
+  const int64_t nblk = a.B * a.Hkv * nrb;
+  // Key splits: when the row blocks cannot keep the threads busy (decode), each block's key blocks are cut into
+  // `nsplit` ranges with their own (m, l, O), merged in order below.
+  const int64_t threads = num_threads();
+  int64_t nsplit = 1;
+  if (threads > 1 && nblk < 2 * threads) {
+    nsplit = (4 * threads + nblk - 1) / nblk;
+    const int64_t nkb = (a.Tk + BK - 1) / BK;
+    if (nsplit > nkb) nsplit = nkb;
+    if (nsplit < 1) nsplit = 1;
+  }
+  const int64_t part_stride = BQ * (dvp + 2);  // O [BQ][dvp], m [BQ], l [BQ]
+  float* part = nullptr;
+  if (nsplit > 1 && !(part = reserve(t_partials, static_cast<size_t>(nblk * nsplit * part_stride)))) return false;
   std::atomic<bool> failed{false};
-  parallel_for(ntasks, 1, [&](int64_t t0, int64_t t1) {
-    Scratch sc(BK * D + BQ * D + (vdirect ? 0 : BK * dvp) + BQ * BK + BQ * dvp + 3 * BQ);
-    RowBlock* rb = new (std::nothrow) RowBlock;
-    if (!sc.base || !rb) { delete rb; failed = true; return; }
+  parallel_for(nblk * nsplit, 1, [&](int64_t t0, int64_t t1) {
+    Scratch sc(BK * D + BQ * D + (vdirect ? 0 : BK * dvp) + BQ * BK + BQ * dvp + 3 * BQ + sizeof(RowBlock) / sizeof(float) + 1);
+    if (!sc.base) { failed = true; return; }
     float* Kt = sc.take(BK * D);
     float* Qp = sc.take(BQ * D);
     float* Vp = vdirect ? nullptr : sc.take(BK * dvp);
@@ -262,36 +306,85 @@ static bool attention_forward_impl(const AttnArgs& a) {
     float* m = sc.take(BQ);
     float* l = sc.take(BQ);
     float* alpha = sc.take(BQ);
+    RowBlock* rb = new (sc.take(sizeof(RowBlock) / sizeof(float) + 1)) RowBlock;
     for (int64_t t = t0; t < t1; t++) {
-      const int64_t blk = t % nrb, bkv = t / nrb, kvh = bkv % a.Hkv, b = bkv / a.Hkv;
+      const int64_t blk_id = t / nsplit, split = t % nsplit;
+      const int64_t blk = blk_id % nrb, bkv = blk_id / nrb, kvh = bkv % a.Hkv, b = bkv / a.Hkv;
       const int64_t r0 = blk * BQ;
       const int nq = static_cast<int>(R - r0 < BQ ? R - r0 : BQ);
       make_rows(a, b, kvh, group, r0, nq, *rb);
       const float* qp = gather_rows(*rb, a.q, D, Qp);
-      const float* kp = a.k + bkv * a.Tk * D;
-      const float* vp = a.v + bkv * a.Tk * Dv;
-      for (int r = 0; r < nq; r++) { m[r] = NEG_INF; l[r] = 0.f; }
-      std::memset(O, 0, sizeof(float) * nq * dvp);
-      const int64_t kend = key_end(a, *rb);
-      for (int64_t kb0 = 0; kb0 < kend; kb0 += BK) {
-        const int nk = static_cast<int>(kend - kb0 < BK ? kend - kb0 : BK);
-        tile_scores(K, qp, nq, D, kp + kb0 * D, nk, Kt, S, a.scale);
-        mask_tile(a, S, *rb, b, kb0, nk);
-        K.softmax(S, nq, m, l, alpha);
-        const float* X = vp + kb0 * Dv;
-        if (!vdirect) { pack_rows(X, Dv, nk, dvp, Vp); X = Vp; }
-        K.gemm_acc(S, BK, 1, nq, nk, X, dvp, O, alpha);
+      const float* kp = a.k + b * a.ks[0] + kvh * a.ks[1];
+      const float* vp = a.v + b * a.vs[0] + kvh * a.vs[1];
+      float* Ot = O;
+      float* mt = m;
+      float* lt = l;
+      if (part) {
+        Ot = part + t * part_stride;
+        mt = Ot + BQ * dvp;
+        lt = mt + BQ;
       }
-      for (int r = 0; r < nq; r++) {
-        const bool empty = !(l[r] > 0.f);
-        const float inv = empty ? 0.f : 1.f / l[r];
-        float* op = a.out + rb->idx[r] * Dv;
-        for (int64_t x = 0; x < Dv; x++) op[x] = O[r * dvp + x] * inv;
-        if (a.lse) a.lse[rb->idx[r]] = empty ? NEG_INF : m[r] + std::log(l[r]);
+      for (int r = 0; r < nq; r++) { mt[r] = NEG_INF; lt[r] = 0.f; }
+      std::memset(Ot, 0, sizeof(float) * nq * dvp);
+      const int64_t kend = key_end(a, *rb);
+      const int64_t nkb = (kend + BK - 1) / BK;
+      const int64_t kb_lo = split * nkb / nsplit, kb_hi = (split + 1) * nkb / nsplit;
+      for (int64_t kb = kb_lo; kb < kb_hi; kb++) {
+        const int64_t kb0 = kb * BK;
+        const int nk = static_cast<int>(kend - kb0 < BK ? kend - kb0 : BK);
+        tile_scores(K, qp, nq, D, kp + kb0 * a.ks[2], a.ks[2], nk, Kt, S, a.scale);
+        mask_tile(a, S, *rb, b, kb0, nk);
+        K.softmax(S, nq, mt, lt, alpha);
+        const float* X = vp + kb0 * a.vs[2];
+        if (!vdirect) { pack_rows(X, a.vs[2], Dv, nk, dvp, Vp); X = Vp; }
+        K.gemm_acc(S, BK, 1, nq, nk, X, dvp, Ot, alpha);
+      }
+      if (!part) finish_rows(a, *rb, Ot, dvp, mt, lt);
+    }
+  });
+  if (part && !failed) {
+    // Merge the ranges of each block in order: M = max m_s, l = sum l_s e^(m_s - M), O = sum O_s e^(m_s - M).
+    Scratch sc(BQ * dvp + 2 * BQ + sizeof(RowBlock) / sizeof(float) + 1);
+    if (!sc.base) {
+      failed = true;
+    } else {
+      float* O = sc.take(BQ * dvp);
+      float* m = sc.take(BQ);
+      float* l = sc.take(BQ);
+      RowBlock* rb = new (sc.take(sizeof(RowBlock) / sizeof(float) + 1)) RowBlock;
+      for (int64_t blk_id = 0; blk_id < nblk; blk_id++) {
+        const int64_t blk = blk_id % nrb, bkv = blk_id / nrb, kvh = bkv % a.Hkv, b = bkv / a.Hkv;
+        const int64_t r0 = blk * BQ;
+        const int nq = static_cast<int>(R - r0 < BQ ? R - r0 : BQ);
+        make_rows(a, b, kvh, group, r0, nq, *rb);
+        const float* p0 = part + blk_id * nsplit * part_stride;
+        for (int r = 0; r < nq; r++) {
+          float M = NEG_INF;
+          for (int64_t s = 0; s < nsplit; s++) {
+            const float ms = p0[s * part_stride + BQ * dvp + r];
+            M = ms > M ? ms : M;
+          }
+          float* o = O + r * dvp;
+          std::memset(o, 0, sizeof(float) * dvp);
+          float L = 0.f;
+          if (M != NEG_INF) {
+            for (int64_t s = 0; s < nsplit; s++) {
+              const float* ps = p0 + s * part_stride;
+              const float ms = ps[BQ * dvp + r];
+              if (ms == NEG_INF) continue;
+              const float w = std::exp(ms - M);
+              L += ps[BQ * dvp + BQ + r] * w;
+              const float* os = ps + r * dvp;
+              for (int64_t x = 0; x < Dv; x++) o[x] += w * os[x];
+            }
+          }
+          m[r] = M;
+          l[r] = L;
+        }
+        finish_rows(a, *rb, O, dvp, m, l);
       }
     }
-    delete rb;
-  });
+  }
   return !failed;
 }
 
@@ -361,7 +454,7 @@ static bool attention_backward_impl(const AttnArgs& a) {
         K.pack_t(kp, D, nk, D, Kt);
         K.pack_t(a.v + (bkv * a.Tk + kb0) * Dv, Dv, nk, Dv, Vt);
         const float* Xk = kp;
-        if (fused && !qdirect) { pack_rows(kp, D, nk, dp, Kp); Xk = Kp; }
+        if (fused && !qdirect) { pack_rows(kp, D, D, nk, dp, Kp); Xk = Kp; }
         std::memset(dK, 0, sizeof(float) * BK * dp);
         std::memset(dV, 0, sizeof(float) * BK * dvp);
         int64_t istart = 0;
@@ -381,9 +474,9 @@ static bool attention_backward_impl(const AttnArgs& a) {
             K.scores(gp, Dv, nq, static_cast<int>(Dv), Vt, dP, 1.f);
             K.ds_rows(S, dP, nq, Di + bh * a.Tq + i0);
             const float* Xg = gp;
-            if (!vdirect) { pack_rows(gp, Dv, nq, dvp, dOp); Xg = dOp; }
+            if (!vdirect) { pack_rows(gp, Dv, Dv, nq, dvp, dOp); Xg = dOp; }
             const float* Xq = qp;
-            if (!qdirect) { pack_rows(qp, D, nq, dp, Qp); Xq = Qp; }
+            if (!qdirect) { pack_rows(qp, D, D, nq, dp, Qp); Xq = Qp; }
             K.gemm_acc(S, 1, BK, nk, nq, Xg, dvp, dV, nullptr);   // dV[j] += sum_i P[i][j] dO[i]
             K.gemm_acc(dP, 1, BK, nk, nq, Xq, dp, dK, nullptr);   // dK[j] += sum_i dS[i][j] Q[i]
             if (dQ) K.gemm_acc(dP, BK, 1, nq, nk, Xk, dp, dQ + (g * a.Tq + i0) * dp, nullptr);  // dQ[i] += dS[i][j] K[j]
@@ -441,13 +534,13 @@ static bool attention_backward_impl(const AttnArgs& a) {
       for (int64_t kb0 = 0; kb0 < kend; kb0 += BK) {
         const int nk = static_cast<int>(kend - kb0 < BK ? kend - kb0 : BK);
         const float* kp = a.k + (bkv * a.Tk + kb0) * D;
-        tile_scores(K, qp, nq, D, kp, nk, Kt, S, a.scale);
+        tile_scores(K, qp, nq, D, kp, D, nk, Kt, S, a.scale);
         mask_tile(a, S, *rb, b, kb0, nk);
         K.exp_rows(S, nq, lse_r);
-        tile_scores(K, gp, nq, Dv, a.v + (bkv * a.Tk + kb0) * Dv, nk, Vt, dP, 1.f);
+        tile_scores(K, gp, nq, Dv, a.v + (bkv * a.Tk + kb0) * Dv, Dv, nk, Vt, dP, 1.f);
         K.ds_rows(S, dP, nq, Di_r);
         const float* X = kp;
-        if (!qdirect) { pack_rows(kp, D, nk, dp, Kp); X = Kp; }
+        if (!qdirect) { pack_rows(kp, D, D, nk, dp, Kp); X = Kp; }
         K.gemm_acc(dP, BK, 1, nq, nk, X, dp, dQ, nullptr);       // dQ[i] += sum_j dS[i][j] K[j]
       }
       for (int r = 0; r < nq; r++) {

@@ -1,9 +1,15 @@
 // Tiled (flash-style) scaled-dot-product attention, fp32, forward and backward.
 //
-// Layouts (all contiguous): q [B,Hq,Tq,D], k [B,Hkv,Tk,D], v [B,Hkv,Tk,Dv], out/dout [B,Hq,Tq,Dv],
-// lse [B,Hq,Tq]. Query head h reads kv head h / (Hq/Hkv). Scores s_ij = scale*q_i.k_j (+ additive mask);
+// Layouts: q [B,Hq,Tq,D], out/dout [B,Hq,Tq,Dv], lse [B,Hq,Tq] contiguous. k [B,Hkv,Tk,D] and v [B,Hkv,Tk,Dv]:
+// in the forward pass element (b, h, j, d) of k sits at b*ks[0] + h*ks[1] + j*ks[2] + d (likewise v with vs), so a
+// view of a preallocated cache [B,Hkv,capacity,D] narrowed along T is read in place; the backward pass takes them
+// contiguous (ks/vs ignored). Query head h reads kv head h / (Hq/Hkv). Scores s_ij = scale*q_i.k_j (+ additive mask);
 // causal: key j allowed only if j <= i + q_offset; boolean mask: nonzero = attend. Mask element (b,h,i,j) at
 // b*ms[0] + h*ms[1] + i*ms[2] + j*ms[3]. A query with no allowed key gets out = 0, lse = -inf, zero grads.
+//
+// Decode (few query rows per kv head, fewer (b, kv head) pairs than 2 x threads) splits each row block's keys into
+// up to 4 x threads / pairs ranges of whole key blocks; each range keeps its own online-softmax state (m, l, O)
+// and the ranges merge in order afterwards (deterministic).
 //
 // Design: the driver (attention.cc, baseline code) tiles keys into blocks of ATTN_BK = 64 and query rows into
 // blocks of 64 (for GQA the query heads sharing a kv head are interleaved into one row block, so a K/V tile
@@ -40,7 +46,14 @@ struct AttnArgs {
   const float* mask_add;      // additive mask or null
   const uint8_t* mask_bool;   // boolean mask or null (at most one of the two)
   int64_t ms[4];
+  int64_t ks[3], vs[3];       // forward: k / v strides (batch, head, row) in elements; the last axis is contiguous
 };
+
+// Contiguous k / v strides for a's sizes.
+inline void attn_contiguous_kv(AttnArgs& a) {
+  a.ks[2] = a.D; a.ks[1] = a.Tk * a.D; a.ks[0] = a.Hkv * a.ks[1];
+  a.vs[2] = a.Dv; a.vs[1] = a.Tk * a.Dv; a.vs[0] = a.Hkv * a.vs[1];
+}
 
 void attention_f32(const AttnArgs& a);
 void attention_backward_f32(const AttnArgs& a);

@@ -27,6 +27,8 @@ export interface AttentionArgs {
   q: Float32Array; k: Float32Array; v: Float32Array; out: Float32Array; lse: Float32Array | null;
   scale: number; causal: boolean; qOffset: number;
   mask: Float32Array | Uint8Array | null; maskStrides: Int32Array | null;
+  /** Forward only: k / v element strides [batch, head, row] (the last axis contiguous) into k / v; absent or null = contiguous. */
+  kStrides?: Float64Array | null; vStrides?: Float64Array | null;
 }
 
 export interface AdamWArgs {

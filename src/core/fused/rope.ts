@@ -11,7 +11,8 @@ import { Tensor } from "../tensor.js";
 import { record } from "../autograd.js";
 import { getBackend } from "../backend/index.js";
 import { add, cast, mul, sub } from "../ops/elementwise.js";
-import { concat, contiguous, expand, reshape, slice } from "../ops/movement.js";
+import { concat, reshape, slice } from "../ops/movement.js";
+import { broadcastStrides } from "../shape.js";
 import { indexSelect } from "../ops/index_ops.js";
 
 export interface RopeOptions { interleaved?: boolean; rotDim?: number }
@@ -23,10 +24,33 @@ function check(x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, o: RopeOp
     throw new ShapeError("rope", `cos ${fmtShape(cos.shape)} / sin ${fmtShape(sin.shape)} must be [P, ${rotDim / 2}]`);
   if (positions.dtype !== "i32") throw new DTypeError("rope", `positions must be i32, got ${positions.dtype}`);
   const rowShape = x.shape.slice(0, -1);
-  const pos = contiguous(expand(positions, rowShape)).buffer() as Int32Array;
+  const pos = rowPositions(positions, rowShape);
   const P = cos.shape[0];
-  for (const p of pos) if (p < 0 || p >= P) throw new FathomError("rope", `position ${p} outside the table of ${P} positions`);
+  for (let i = 0; i < pos.length; i++) if (pos[i] < 0 || pos[i] >= P) throw new FathomError("rope", `position ${pos[i]} outside the table of ${P} positions`);
   return { D, rotDim, rowShape, pos, P };
+}
+
+/** positions broadcast to rowShape, one per row in row-major order (a plain loop over the view: a decode step's few
+ * rows must not pay for an expand + copy). */
+function rowPositions(positions: Tensor, rowShape: number[]): Int32Array {
+  if (positions.ndim > rowShape.length || positions.shape.some((d, i) => d !== 1 && d !== rowShape[rowShape.length - positions.ndim + i]))
+    throw new ShapeError("rope", `positions ${fmtShape(positions.shape)} do not broadcast to ${fmtShape(rowShape)}`);
+  const st = broadcastStrides(positions.shape, positions.strides, rowShape);
+  const n = rowShape.reduce((a, b) => a * b, 1), out = new Int32Array(n), src = positions.data as Int32Array, nd = rowShape.length;
+  if (nd === 0) { if (n) out[0] = src[positions.offset]; return out; }
+  const idx = new Array<number>(nd).fill(0);
+  let off = positions.offset;
+  const inner = rowShape[nd - 1], s1 = st[nd - 1];
+  for (let r = 0; r < n; r += inner) {
+    for (let j = 0; j < inner; j++) out[r + j] = src[off + j * s1];
+    for (let d = nd - 2; d >= 0; d--) {           // odometer over the outer dims
+      off += st[d];
+      if (++idx[d] < rowShape[d]) break;
+      off -= st[d] * rowShape[d];
+      idx[d] = 0;
+    }
+  }
+  return out;
 }
 
 export function ropeReference(x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, o: RopeOptions = {}): Tensor {

@@ -3,6 +3,14 @@
 // j ≤ i + qOffset; by default qOffset = Tk − Tq, as with a KV cache), and an additive (float) or boolean
 // (true = attend) mask broadcastable to [B, Hq, Tq, Tk]. A query that sees no key outputs 0.
 // The native kernel is tiled (memory O(T·block)); the reference builds the full score matrix.
+//
+// Layouts the native forward pass takes without a copy: q any contiguous f32 [B, Hq, Tq, D]; k and v any f32 view
+// whose last axis is contiguous (stride 1, or size 1) and whose other strides are ≥ 0 — in particular a KV cache
+// preallocated as [B, Hkv, capacity, hd] and narrowed/sliced along T to [B, Hkv, T, hd] (head stride capacity·hd,
+// row stride hd), a [B, T, Hkv, hd] buffer permuted to [B, Hkv, T, hd], MLA's single [B, 1, cap, r + dr] latent
+// cache with v = its narrow to the first r values of each row (row stride r + dr), or an expanded (stride 0) batch. Anything
+// else (a transposed last axis, negative strides, f16/bf16) is copied to contiguous f32 first. The backward pass
+// (training) takes contiguous copies of k and v.
 import { DTypeError, ShapeError, fmtShape } from "../errors.js";
 import { isHalf, isFloat } from "../dtype.js";
 import { broadcastShapes, broadcastStrides } from "../shape.js";
@@ -53,6 +61,16 @@ export function sdpaReference(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions = 
   return matmul(p, rep(v, Dv));
 }
 
+/** An f32 [B, H, T, d] k or v for the native kernel: contiguous data and null strides, or (a view whose last axis is
+ * contiguous) its storage from the view's offset and strides [batch, head, row], read in place. */
+function kvView(t: Tensor): [Float32Array, Float64Array | null] {
+  if (t.isContiguous) return [t.buffer() as Float32Array, null];
+  const st = t.strides;
+  if ((st[3] === 1 || t.shape[3] === 1) && st[0] >= 0 && st[1] >= 0 && st[2] >= 0 && t.data instanceof Float32Array)
+    return [t.data.subarray(t.offset), Float64Array.of(st[0], st[1], st[2])];
+  return [t.buffer() as Float32Array, null];
+}
+
 export function sdpa(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions = {}): Tensor {
   const d = dims(q, k, v, o);
   if (isHalf(q.dtype)) return cast(sdpa(cast(q, "f32"), cast(k, "f32"), cast(v, "f32"), o), q.dtype);
@@ -65,13 +83,15 @@ export function sdpa(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions = {}): Tens
     mask = m.data.subarray(m.offset) as Float32Array | Uint8Array;
     maskStrides = Int32Array.from(broadcastStrides(m.shape, m.strides, full));
   }
-  const qb = q.buffer() as Float32Array, kb = k.buffer() as Float32Array, vb = v.buffer() as Float32Array;
+  const qb = q.buffer() as Float32Array;
+  const [kv, ks] = kvView(k), [vv, vs] = kvView(v);
   const out = new Float32Array(B * Hq * Tq * Dv), lse = new Float32Array(B * Hq * Tq);
-  const args = { B, Hq, Hkv, Tq, Tk, D, Dv, q: qb, k: kb, v: vb, out, lse, scale, causal: !!o.causal, qOffset, mask, maskStrides };
-  be.attention(args);
+  const args = { B, Hq, Hkv, Tq, Tk, D, Dv, q: qb, k: kv, v: vv, out, lse, scale, causal: !!o.causal, qOffset, mask, maskStrides };
+  be.attention({ ...args, kStrides: ks, vStrides: vs });
   return record(new Tensor(out, "f32", [B, Hq, Tq, Dv]), "sdpa", [q, k, v], (g) => {
+    const kb = k.buffer() as Float32Array, vb = v.buffer() as Float32Array;
     const dq = new Float32Array(qb.length), dk = new Float32Array(kb.length), dv = new Float32Array(vb.length);
-    be.attentionBackward!({ ...args, dout: g.buffer() as Float32Array, dq, dk, dv });
+    be.attentionBackward!({ ...args, k: kb, v: vb, dout: g.buffer() as Float32Array, dq, dk, dv });
     return [new Tensor(dq, "f32", q.shape), new Tensor(dk, "f32", k.shape), new Tensor(dv, "f32", v.shape)];
   });
 }

@@ -14,6 +14,14 @@
 namespace fathom {
 namespace {
 
+// Software prefetch distance for the weight stream at M = 1 (bytes ahead within a group; prefetches past the end of
+// the allocation are harmless), every 64-byte line, as on the AVX-512 path.
+constexpr int PFD = 8192;
+template <int BYTES>
+inline void pf_lines(const uint8_t* p) {
+  for (int o = 0; o < BYTES; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+}
+
 inline __m256i bcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -58,8 +66,8 @@ void q8_0_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
   for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 512;
-    _mm_prefetch(reinterpret_cast<const char*>(qb + 2048), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(qb + 2048 + 256), _MM_HINT_T0);
+    pf_lines<512>(qb + PFD);
+    _mm_prefetch(reinterpret_cast<const char*>(sc + 16 * b + 16 * (PFD / 512)), _MM_HINT_T0);
     for (int h = 0; h < 2; h++) {
       const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 16 * b + 8 * h)));
       for (int i = 0; i < MT; i++) {
@@ -90,7 +98,8 @@ void q4_0_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
   for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 256;
-    _mm_prefetch(reinterpret_cast<const char*>(qb + 2048), _MM_HINT_T0);
+    pf_lines<256>(qb + PFD);
+    _mm_prefetch(reinterpret_cast<const char*>(sc + 16 * b + 16 * (PFD / 256)), _MM_HINT_T0);
     for (int h = 0; h < 2; h++) {
       const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 16 * b + 8 * h)));
       __m256i lo[4], hi[4];
@@ -132,7 +141,10 @@ void q4_K_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
       for (int i = 0; i < MT; i++) si[i] = sm[i] = _mm256_setzero_si256();
       for (int j = 0; j < 8; j++) {
         const uint8_t* qv = qb + (j >> 1) * 512 + 32 * h;
-        if (h == 0 && (j & 1)) _mm_prefetch(reinterpret_cast<const char*>(qv + 4096), _MM_HINT_T0);
+        if (h == 0) {
+          if (j & 1) pf_lines<512>(qb + (j >> 1) * 512 + PFD);
+          else _mm_prefetch(reinterpret_cast<const char*>(mt + QUANT_Q4K_META * (PFD / 2048) + 16 * j), _MM_HINT_T0);
+        }
         const __m256i scj = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mt + 64 + 16 * j + 8 * h)));
         const __m256i mnj = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mt + 192 + 16 * j + 8 * h)));
         for (int i = 0; i < MT; i++) {
@@ -177,8 +189,7 @@ void int8_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
     for (int i = 0; i < MT; i++) ai[i][0] = ai[i][1] = _mm256_setzero_si256();
     for (int64_t b = c0; b < c1; b++) {
       const uint8_t* qb = qd + b * 512;
-      _mm_prefetch(reinterpret_cast<const char*>(qb + 2048), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(qb + 2048 + 256), _MM_HINT_T0);
+      pf_lines<512>(qb + PFD);
       for (int i = 0; i < MT; i++) {
         const int8_t* xb = x->q + (m0 + i) * x->ldq + 32 * b;
         for (int j = 0; j < 8; j++) {

@@ -115,11 +115,14 @@ export interface NativeBinding {
    * out [B,Hq,Tq,Dv], lse [B,Hq,Tq] (natural-log logsumexp of the scaled, masked scores; may be null).
    * Query head h reads kv head floor(h / (Hq/Hkv)). causal: query i sees keys j ≤ i + qOffset. mask: additive
    * (Float32Array) or boolean (Uint8Array, 1 = attend) read at b*ms[0] + h*ms[1] + i*ms[2] + j*ms[3].
-   * A query that sees no key gets out = 0 and lse = -Infinity.
+   * A query that sees no key gets out = 0 and lse = -Infinity. kStrides / vStrides (optional, [batch, head, row] in
+   * elements, last axis contiguous): k[b,h,j,d] = k[b*s[0] + h*s[1] + j*s[2] + d], so a view into a larger cache
+   * buffer is read in place; null = contiguous.
    */
   attentionF32(B: number, Hq: number, Hkv: number, Tq: number, Tk: number, D: number, Dv: number,
     q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array | null,
-    scale: number, causal: boolean, qOffset: number, mask: Float32Array | Uint8Array | null, maskStrides: Int32Array | null): void;
+    scale: number, causal: boolean, qOffset: number, mask: Float32Array | Uint8Array | null, maskStrides: Int32Array | null,
+    kStrides?: Float64Array | null, vStrides?: Float64Array | null): void;
   /** Gradients of attentionF32 from its out and lse; dq, dk, dv are written (not accumulated). */
   attentionBackwardF32(B: number, Hq: number, Hkv: number, Tq: number, Tk: number, D: number, Dv: number,
     q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, dout: Float32Array,

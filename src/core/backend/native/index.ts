@@ -126,7 +126,7 @@ export class NativeBackend extends RefBackend {
   }
   attention(a: AttentionArgs): void {
     this.addon.attentionF32(a.B, a.Hq, a.Hkv, a.Tq, a.Tk, a.D, a.Dv, a.q, a.k, a.v, a.out, a.lse, a.scale, a.causal, a.qOffset,
-      a.mask, a.maskStrides);
+      a.mask, a.maskStrides, a.kStrides ?? null, a.vStrides ?? null);
   }
   attentionBackward(a: AttentionArgs & { lse: Float32Array; dout: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array }): void {
     this.addon.attentionBackwardF32(a.B, a.Hq, a.Hkv, a.Tq, a.Tk, a.D, a.Dv, a.q, a.k, a.v, a.out, a.lse, a.dout, a.dq, a.dk, a.dv,
