@@ -26,7 +26,7 @@ try {
     onStart: (id) => started.push(id),
   });
   const mi = model.info();
-  const info: EngineInfo = { modelId: basename(o.model.replace(/[\\/]+$/, "")), modelType: mi.model_type, contextLength: sched.ctx,
+  const info: EngineInfo = { modelId: basename(o.model.replace(/[\\/]+$/, ""), ".gguf"), modelType: mi.model_type, contextLength: sched.ctx,
     hiddenSize: mi.hidden_size, vocabSize: mi.vocab_size };
   post({ type: "ready", info });
   loaded = true;

@@ -55,7 +55,7 @@ Then open http://127.0.0.1:8080/ or:
       const cors = o.cors !== undefined ? { origins: parseCors(o.cors) } : null;
       const apiKey = o.apiKey ?? (process.env.FATHOM_API_KEY || undefined);
       const tokenizer = loadTokenizer(o.model);
-      const modelId = o.modelId ?? basename(o.model.replace(/[\\/]+$/, ""));
+      const modelId = o.modelId ?? basename(o.model.replace(/[\\/]+$/, ""), ".gguf");
       process.stderr.write(`fathom serve: loading ${o.model} …\n`);
       const engine = await ServeEngine.start({ model: o.model, maxBatch: o.maxBatch, maxQueue: o.maxQueue, ctx: o.ctx, dtype: o.dtype as DType | undefined, threads: o.threads });
       const server = new FathomServer({ engine, tokenizer, modelId, apiKey, cors, maxBodyBytes: o.maxBody, requestTimeoutMs: o.timeout * 1000 });
