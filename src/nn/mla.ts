@@ -81,19 +81,12 @@ export class MultiHeadLatentAttention extends Module {
     const kPe = rope(ckv.slice(2, r).reshape(B, T, 1, dr), cos, sin, pos, { interleaved: true });   // (B, T, 1, dr)
     const opts = { causal: true, qOffset: ctx.pastLength, mask: ctx.mask, scale: this.scale };
 
-    const products = isLatentProducts(this.kv_b_proj) ? this.kv_b_proj : null;
-    if (products) return this.absorbedProducts(products, c, kPe, qNope, qPe, opts, cache);
-    if (cache && this.absorb) {
+    if (isLatentProducts(this.kv_b_proj) || (cache && this.absorb)) {
       // Absorbed form: score = (W_UKᵀ q_nope)·c + q_pe·k_pe ; out_h = W_UV (Σ p c).
-      const cAll = appendCache(cache, "k", c.reshape(B, 1, T, r));                 // (B, 1, Tk, r)
-      const peAll = appendCache(cache, "v", kPe.permute(0, 2, 1, 3));              // (B, 1, Tk, dr)
-      const wkv = (this.kv_b_proj as Linear).weight.reshape(H, dn + dv, r);
-      const wUK = wkv.slice(1, 0, dn), wUV = wkv.slice(1, dn);                     // (H, dn, r), (H, dv, r)
-      const qAbs = matmul(qNope.permute(0, 2, 1, 3), wUK);                         // (B, H, T, r)
-      const qCat = concat([qAbs, qPe.permute(0, 2, 1, 3)], 3).contiguous();       // (B, H, T, r + dr)
-      const kCat = concat([cAll, peAll], 3).contiguous();                          // (B, 1, Tk, r + dr)
-      const oLat = sdpa(qCat, kCat, cAll.contiguous(), opts);                      // (B, H, T, r)
-      const o = matmul(oLat, wUV.transpose(1, 2));                                 // (B, H, T, dv)
+      const p = this.latentProducts();
+      const qCat = concat([p.absorbQuery(qNope.permute(0, 2, 1, 3)), qPe.permute(0, 2, 1, 3)], 3).contiguous();   // (B, H, T, r + dr)
+      const ckpe = concat([c.reshape(B, 1, T, r), kPe.permute(0, 2, 1, 3)], 3);       // (B, 1, T, r + dr)
+      const o = p.expandValue(this.latentAttend(qCat, ckpe, opts, cache));           // (B, H, T, dv)
       return this.o_proj.forward(o.permute(0, 2, 1, 3).reshape(B, T, H * dv));
     }
     // Expanded form.
@@ -112,43 +105,41 @@ export class MultiHeadLatentAttention extends Module {
    */
   private forwardRagged(x: Tensor, positions: Tensor, segs: readonly Segment[]): Tensor {
     const N = x.shape[1];
-    const { H, dn, dr, dv, r } = this;
+    const { H, dr, dv, r } = this;
     const { cos, sin } = this.rotary.tables(segmentsEnd(segs));
     const pos = positions.reshape(1, N, 1);
     const { qNope, qPe } = this.query(x, cos, sin, pos);                            // (1, N, H, dn), (1, N, H, dr)
     const ckv = this.kv_a_proj_with_mqa.forward(x);                                 // (1, N, r + dr)
     const c = this.kv_a_layernorm.forward(ckv.slice(2, 0, r));                      // (1, N, r)
     const kPe = rope(ckv.slice(2, r).reshape(1, N, 1, dr), cos, sin, pos, { interleaved: true });   // (1, N, 1, dr)
-    const products = isLatentProducts(this.kv_b_proj) ? this.kv_b_proj : null;
-    const wkv = products ? null : (this.kv_b_proj as Linear).weight.reshape(H, dn + dv, r);
-    const qAbs = products ? products.absorbQuery(qNope.permute(0, 2, 1, 3))          // (1, H, N, r)
-      : matmul(qNope.permute(0, 2, 1, 3), wkv!.slice(1, 0, dn));                    // W_UK (H, dn, r)
-    const qCat = concat([qAbs, qPe.permute(0, 2, 1, 3)], 3);                        // (1, H, N, r + dr)
+    const p = this.latentProducts();
+    const qCat = concat([p.absorbQuery(qNope.permute(0, 2, 1, 3)), qPe.permute(0, 2, 1, 3)], 3);    // (1, H, N, r + dr)
+    const ckpe = concat([c.reshape(1, 1, N, r), kPe.permute(0, 2, 1, 3)], 3);          // (1, 1, N, r + dr)
     const outs = segs.map((s) => {
-      const e = s.start + s.length;
-      const cAll = appendCache(s.cache, "k", c.slice(1, s.start, e).reshape(1, 1, s.length, r));
-      const peAll = appendCache(s.cache, "v", kPe.slice(1, s.start, e).permute(0, 2, 1, 3));
-      const kCat = concat([cAll, peAll], 3).contiguous();                          // (1, 1, Tk, r + dr)
-      const opts = { causal: true, qOffset: s.pastLength, scale: this.scale };
-      return sdpa(qCat.slice(2, s.start, e).contiguous(), kCat, cAll.contiguous(), opts);   // (1, H, len, r)
+      const e = s.start + s.length, opts = { causal: true, qOffset: s.pastLength, scale: this.scale };
+      return this.latentAttend(qCat.slice(2, s.start, e).contiguous(), ckpe.slice(2, s.start, e), opts, s.cache);   // (1, H, len, r)
     });
-    const oLat = outs.length === 1 ? outs[0] : concat(outs, 2);                      // (1, H, N, r)
-    const o = products ? products.expandValue(oLat)                                 // (1, H, N, dv)
-      : matmul(oLat, wkv!.slice(1, dn).transpose(1, 2));                            // W_UV (H, dv, r)
+    const o = p.expandValue(outs.length === 1 ? outs[0] : concat(outs, 2));          // (1, H, N, dv)
     return this.o_proj.forward(o.permute(0, 2, 1, 3).reshape(1, N, H * dv));
   }
 
-  /** The absorbed form through per-head products (llama.cpp's deepseek2 graph): q_nope·k_b, MQA over the latent, v_b. */
-  private absorbedProducts(p: LatentProducts, c: Tensor, kPe: Tensor, qNope: Tensor, qPe: Tensor, opts: SdpaOptions, cache?: LayerCache): Tensor {
-    const [B, T] = c.shape;
-    const { H, dv, r } = this;
-    const cAll = cache ? appendCache(cache, "k", c.reshape(B, 1, T, r)) : c.reshape(B, 1, T, r);               // (B, 1, Tk, r)
-    const peAll = cache ? appendCache(cache, "v", kPe.permute(0, 2, 1, 3)) : kPe.permute(0, 2, 1, 3);          // (B, 1, Tk, dr)
-    const qAbs = p.absorbQuery(qNope.permute(0, 2, 1, 3));                           // (B, H, T, r)
-    const qCat = concat([qAbs, qPe.permute(0, 2, 1, 3)], 3).contiguous();
-    const kCat = concat([cAll, peAll], 3).contiguous();
-    const oLat = sdpa(qCat, kCat, cAll.contiguous(), opts);                        // (B, H, T, r)
-    const o = p.expandValue(oLat);                                                 // (B, H, T, dv)
-    return this.o_proj.forward(o.permute(0, 2, 1, 3).reshape(B, T, H * dv));
+  /** W_UK and W_UV as products: a quantized file's per-head attn_k_b / attn_v_b (as llama.cpp multiplies), or the dense kv_b_proj. */
+  private latentProducts(): LatentProducts {
+    if (isLatentProducts(this.kv_b_proj)) return this.kv_b_proj;
+    const { H, dn, dv, r } = this;
+    const wkv = (this.kv_b_proj as Linear).weight.reshape(H, dn + dv, r);
+    return {
+      absorbQuery: (qNope) => matmul(qNope, wkv.slice(1, 0, dn)),                    // W_UK (H, dn, r)
+      expandValue: (oLat) => matmul(oLat, wkv.slice(1, dn).transpose(1, 2)),         // W_UV (H, dv, r)
+    };
+  }
+
+  /**
+   * Attention over the latent: [c | k_pe] rows (B, 1, T, r + dr) are cached together under "k", so the keys are a view
+   * of one buffer and the values its first r columns (no per-step concat of the cache). qCat (B, H, T, r + dr) → (B, H, T, r).
+   */
+  private latentAttend(qCat: Tensor, ckpe: Tensor, opts: SdpaOptions, cache?: LayerCache): Tensor {
+    const kAll = cache ? appendCache(cache, "k", ckpe) : ckpe;
+    return sdpa(qCat, kAll, kAll.slice(3, 0, this.r), opts);
   }
 }
