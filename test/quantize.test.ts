@@ -216,6 +216,27 @@ test("quantized products vs dequantize-then-multiply, per type budget, on every 
   }
 });
 
+// The contract loadGGUF relies on to read every tensor into one buffer: a backend whose quantPackCopies is true keeps
+// no reference to the bytes it packed; one that keeps them (the reference backend) says so.
+test("quantPackCopies: a copying backend's packed weight does not see later writes to its input", () => {
+  const [M, N, K] = [3, 16, 64];
+  const q = quantizeWeight(F.randn([N, K], { seed: 8 }).mul(0.05), "q4_0"), x = F.randn([M, K], { seed: 9 }).buffer() as Float32Array;
+  const src = q.weight.buffer() as Uint8Array;
+  for (const name of ["ref", "native"] as const) {
+    if (name === "native" && getBackend().name !== "native") continue;
+    withBackend(name, () => {
+      const be = getBackend(), bytes = Uint8Array.from(src);
+      assert.equal(be.quantPackCopies, name === "native" ? KERNELS : false);
+      const packed = be.quantPack!("q4_0", N, K, bytes, null), before = new Float32Array(M * N), after = new Float32Array(M * N);
+      be.quantMatmul!(M, x, packed, before);
+      bytes.fill(0x77);
+      be.quantMatmul!(M, x, packed, after);
+      if (be.quantPackCopies) assert.deepEqual(after, before);
+      else assert.notDeepEqual(after, before);               // it does refer to them: reusing the bytes would be wrong
+    });
+  }
+});
+
 describe("fathom quantize", () => {
   test("from a Hugging Face folder and from a GGUF file; lists fallbacks", { timeout: 60_000 }, () => {
     const m = F.randomModel(TINY_CONFIGS.llama, { seed: 7, init: "scaled" });
