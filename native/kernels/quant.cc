@@ -115,7 +115,7 @@ inline float amax_of(const float* x, int64_t n) {
   return a;
 }
 
-void quantize_rows(int kind, int64_t m0, int64_t m1, int64_t m4, const float* x, int64_t K, int64_t Kp, int8_t* q, float* d,
+void quantize_rows(int kind, int64_t m0, int64_t m1, const float* x, int64_t K, int64_t Kp, int8_t* q, float* d,
                    int64_t ldd, int32_t* s, int64_t lds) {
   for (int64_t m = m0; m < m1; m++) {
     const float* xr = x + m * K;
@@ -124,10 +124,10 @@ void quantize_rows(int kind, int64_t m0, int64_t m1, int64_t m4, const float* x,
     int32_t* sr = s + m * lds;
     if (kind == QK_Q8_0 || kind == QK_Q4_0) {
       for (int64_t b = 0; b < K / 32; b++) {
-        // As ggml's repacked CPU products: rows in whole groups of 4 are quantized with id = 1/d (quantize_mat), the
-        // rest (e.g. M = 1) by quantize_row_q8_0 with id = 127/amax; ties then round the same way as llama.cpp's.
+        // As ggml's x86 CPU products, repacked or not, row by row or 4 rows at a time (quantize_row_q8_0 and the x86
+        // ggml_quantize_mat_q8_0_4x8 both use id = 127/amax, not the generic 1/d): ties then round as llama.cpp's.
         const float amax = amax_of(xr + 32 * b, 32), dd = amax / 127.f;
-        const float id = dd == 0.f ? 0.f : m >= m4 ? 127.f / amax : 1.f / dd;
+        const float id = amax != 0.f ? 127.f / amax : 0.f;
         sr[b] = q_run(xr + 32 * b, 32, id, qr + 32 * b);
         dr[b] = f16_to_f32(f32_to_f16(dd));          // ggml's block_q8_0 stores the activation scale as f16
       }
@@ -346,9 +346,9 @@ void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out) {
   int32_t* s = reinterpret_cast<int32_t*>(buf + qbytes + dbytes);
   const bool par = num_threads() > 1 && static_cast<double>(M) * N * K >= 2e6;
   if (par && M * K >= 65536)
-    parallel_for(M, 0, [&](int64_t b, int64_t e) { quantize_rows(kind, b, e, M - M % 4, x, K, Kp, q, d, ldd, s, nb); });
+    parallel_for(M, 0, [&](int64_t b, int64_t e) { quantize_rows(kind, b, e, x, K, Kp, q, d, ldd, s, nb); });
   else
-    quantize_rows(kind, 0, M, M - M % 4, x, K, Kp, q, d, ldd, s, nb);
+    quantize_rows(kind, 0, M, x, K, Kp, q, d, ldd, s, nb);
   const QuantX qx = {q, d, s, Kp, ldd, nb};
   const quant_group_fn fn = pick_kernel(kind);
 

@@ -128,7 +128,8 @@ export class QLinear extends Module {
 
   /**
    * Packs now from `bytes`, a copy of the weight's contents read elsewhere, so that the weight's own memory (a mapped
-   * file) is never touched by inference: memory then holds the packed copy only.
+   * file) is never touched by inference: memory then holds the packed copy only. The caller may reuse `bytes` after
+   * the call when the backend's quantPackCopies is true.
    */
   prepack(bytes: Uint8Array): void {
     const be = getBackend();

@@ -74,15 +74,18 @@ function q8KRoundTrip(x: Float32Array, out: Float32Array): void {
 
 /**
  * ggml's x86 quantize_row_q8_0 then dequantized: per 32 values d = amax/127 stored as f16, q = round-half-even(x·id)
- * with id = 127/amax (the SIMD path; the scalar _ref rounds half away from zero with 1/d). For q4_0 weights llama.cpp's
- * CPU backend repacks them (q4_0x8) and quantizes activations with id = 1/d: `recip` selects that.
+ * with id = 127/amax (the SIMD path; the scalar _ref rounds half away from zero with 1/d). The same for every product,
+ * q8_0 or q4_0 weight, repacked or not: the x86 ggml_quantize_mat_q8_0_4x8 that quantizes 4 rows at a time for
+ * llama.cpp's repacked q4_0 weights also uses 127/amax "to mirror quantize_row_q8_0" (its generic C version uses 1/d,
+ * as ARM's NEON quantizers do: there results would differ at rounding ties). test/quantize.test.ts checks this rule on
+ * planted rounding ties against llama.cpp.
  */
-function q8_0RoundTrip(x: Float32Array, out: Float32Array, recip: boolean, qOut?: Int8Array, dOut?: Float32Array): void {
+function q8_0RoundTrip(x: Float32Array, out: Float32Array, qOut?: Int8Array, dOut?: Float32Array): void {
   const fr = Math.fround;
   for (let b = 0; b < x.length; b += 32) {
     let amax = 0;
     for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b + j]));
-    const d32 = fr(amax / 127), d = f16ToF32(f32ToF16(d32)), id = !amax ? 0 : recip ? fr(1 / d32) : fr(127 / amax);
+    const d32 = fr(amax / 127), d = f16ToF32(f32ToF16(d32)), id = !amax ? 0 : fr(127 / amax);
     if (dOut) dOut[b / 32] = d;
     for (let j = 0; j < 32; j++) { const q = nearestInt(fr(x[b + j] * id)); out[b + j] = q * d; if (qOut) qOut[b + j] = q; }
   }
@@ -92,7 +95,7 @@ function q8_0RoundTrip(x: Float32Array, out: Float32Array, recip: boolean, qOut?
 function blockQuantMatmul(M: number, x: Float32Array, w: QuantWeightData, out: Float32Array): void {
   const { N, K } = w, nb = K / 32, bpb = w.type === "q8_0" ? 34 : 18, fr = Math.fround;
   const qx = new Int8Array(M * K), dx = new Float32Array(M * nb), scratch = new Float32Array(M * K);
-  q8_0RoundTrip(x.subarray(0, M * K), scratch, w.type === "q4_0", qx, dx);
+  q8_0RoundTrip(x.subarray(0, M * K), scratch, qx, dx);
   const qw = new Int8Array(K), dw = new Float32Array(nb);
   for (let n = 0; n < N; n++) {
     for (let b = 0; b < nb; b++) {
@@ -120,7 +123,7 @@ export function quantizeActs(type: QuantKind, M: number, K: number, x: Float32Ar
     const a = quantizeActInt8(M, K, xs);
     for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) out[m * K + k] = a.q[m * K + k] * a.scales[m];
   } else if (type === "q4_K") q8KRoundTrip(xs, out);
-  else q8_0RoundTrip(xs, out, type === "q4_0");
+  else q8_0RoundTrip(xs, out);
   return out;
 }
 

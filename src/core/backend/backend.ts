@@ -64,6 +64,11 @@ export interface Backend {
   // out [M, N] = x [M, K] @ Wᵀ with f32 activations (src/quant/qlinear.ts). The packed handle is opaque.
   quantPack?(type: QuantKind, N: number, K: number, data: Uint8Array, scales: Float32Array | null): object;
   quantMatmul?(M: number, x: Float32Array, packed: object, out: Float32Array): void;
+  /**
+   * True when quantPack copies `data` and `scales` into the packed handle, so the caller may reuse or drop them once it
+   * returns (e.g. one read buffer for every tensor of a file); false or absent: the handle keeps referring to them.
+   */
+  readonly quantPackCopies?: boolean;
 
   // ---- optional fused kernels (f32); see src/core/fused/.
   rmsNorm?(rows: number, n: number, x: Float32Array, w: Float32Array | null, eps: number, y: Float32Array, rstd: Float32Array): void;

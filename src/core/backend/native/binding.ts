@@ -100,7 +100,8 @@ export interface NativeBinding {
    * Re-lays out a quantized weight W [N, K] once for fast products on the current code path (e.g. rows interleaved so
    * a matrix-vector product streams memory). q8_0 / q4_0 / q4_K: `data` holds the ggml blocks row by row (N rows of
    * K/blockSize blocks). int8: `data` is the int8 weights [N, K] (as bytes) and `scales` the per-row f32 scales [N].
-   * The result is opaque, tied to the code path, and frees its memory when collected.
+   * The result is opaque, tied to the code path, and frees its memory when collected; `data` and `scales` are copied
+   * (the caller may reuse them once it returns).
    */
   quantPack(type: "q8_0" | "q4_0" | "q4_K" | "int8", N: number, K: number, data: Uint8Array, scales: Float32Array | null): PackedQuant;
   /**

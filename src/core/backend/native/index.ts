@@ -95,11 +95,13 @@ export class NativeBackend extends RefBackend {
 
   // ---- quantized products: the addon's kernels when it has them (native/bind/quant.cc), else f32 GEMMs over chunks of
   // dequantized rows (same products, memory O(256·K)).
+  /** The addon's kernels pack into memory of their own; the chunked fallback keeps referring to the bytes. */
+  override get quantPackCopies(): boolean { return this.hasQuantKernels(); }
+  private hasQuantKernels(): boolean { return typeof this.addon.quantPack === "function" && typeof this.addon.quantMatmul === "function"; }
   override quantPack(type: QuantKind, N: number, K: number, data: Uint8Array, scales: Float32Array | null): object {
     const w: QuantWeightData = { type, N, K, data, scales };
     checkQuantWeight(w, "quantPack");
-    if (typeof this.addon.quantPack === "function" && typeof this.addon.quantMatmul === "function")
-      return { native: this.addon.quantPack(type, N, K, data, scales), N, K } satisfies NativePackedQuant;
+    if (this.hasQuantKernels()) return { native: this.addon.quantPack(type, N, K, data, scales), N, K } satisfies NativePackedQuant;
     return w;
   }
   override quantMatmul(M: number, x: Float32Array, packed: object, out: Float32Array): void {

@@ -151,6 +151,8 @@ export class RefBackend implements Backend {
   }
 
   // ---- quantized products: the weight kept as given; each product dequantizes rows (QUANT_TYPES) and sums in f64.
+  /** The handle refers to `data` and `scales` (no copy). */
+  get quantPackCopies(): boolean { return false; }
   quantPack(type: QuantKind, N: number, K: number, data: Uint8Array, scales: Float32Array | null): object {
     const w: QuantWeightData = { type, N, K, data, scales };
     checkQuantWeight(w, "quantPack");
