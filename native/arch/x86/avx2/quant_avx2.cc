@@ -218,6 +218,12 @@ void int8_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
 // accumulator starts are at constant offsets from one pointer each. Integer sums per block are exact, then scaled
 // in f32 as by the M = 1 kernels.
 constexpr int T = QUANT_T_AVX2;
+// The weight stream also prefetched into L2 further ahead (as on the AVX-512 path).
+constexpr int PFD2 = 65536;
+template <int BYTES>
+inline void pf_lines_l2(const uint8_t* p) {
+  for (int o = 0; o < BYTES; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T1);
+}
 
 inline __m256i bcast_i32(const int32_t* p) { return _mm256_set1_epi32(*p); }
 
@@ -236,6 +242,7 @@ void q8_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 512;
     pf_lines<512>(qb + PFD);
+    pf_lines_l2<512>(qb + PFD2);
     const int8_t* xb = xq + b * (T * 32);
     for (int h = 0; h < 2; h++) {
       __m256i a[MT];
@@ -270,6 +277,7 @@ void q4_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 256;
     pf_lines<256>(qb + PFD);
+    pf_lines_l2<256>(qb + PFD2);
     const int8_t* xb = xq + b * (T * 32);
     for (int h = 0; h < 2; h++) {
       __m256i s16[MT];
@@ -313,7 +321,10 @@ void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
       for (int i = 0; i < MT; i++) si[i] = sm[i] = _mm256_setzero_si256();
       for (int j = 0; j < 8; j++) {
         if (h == 0) {
-          if (j & 1) pf_lines<512>(qb + (j >> 1) * 512 + PFD);
+          if (j & 1) {
+            pf_lines<512>(qb + (j >> 1) * 512 + PFD);
+            pf_lines_l2<512>(qb + (j >> 1) * 512 + PFD2);
+          }
           else _mm_prefetch(reinterpret_cast<const char*>(mt + QUANT_Q4K_META * (PFD / 2048) + 16 * j), _MM_HINT_T0);
         }
         const uint8_t* qv = qb + (j >> 1) * 512 + 32 * h;
@@ -367,6 +378,7 @@ void int8_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     for (int64_t b = c0; b < c1; b++) {
       const uint8_t* qb = qd + b * 512;
       pf_lines<512>(qb + PFD);
+      pf_lines_l2<512>(qb + PFD2);
       const int8_t* xb = xq + b * (T * 32);
       for (int j = 0; j < 8; j++)
         for (int h = 0; h < 2; h++) {

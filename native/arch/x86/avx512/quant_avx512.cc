@@ -245,6 +245,13 @@ void int8_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
 // applied to the tile's rows; a row's x bytes, scale and accumulator start are at constant offsets from one pointer
 // each, broadcast from memory. Per block and row the integer sum and its f32 scaling are those of the M = 1 kernels.
 constexpr int T = QUANT_T_AVX512;
+// With several rows per weight vector a block takes longer, so the weight stream is also prefetched into L2 further
+// ahead (measured on Zen 4 with weights streamed from DRAM: M = 8 about 15% faster than with the L1 hints alone).
+constexpr int PFD2 = 65536;
+template <int BYTES>
+inline void pf_lines_l2(const uint8_t* p) {
+  for (int o = 0; o < BYTES; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T1);
+}
 
 inline __m512i bcast_i32(const int32_t* p) { return _mm512_set1_epi32(*p); }
 
@@ -263,6 +270,7 @@ void q8_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 512;
     pf_lines<512>(qb + PFD);
+    pf_lines_l2<512>(qb + PFD2);
     const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + 16 * b)));
     __m512i w[8];
     for (int j = 0; j < 8; j++) w[j] = prep_s8<VNNI>(_mm512_load_si512(qb + 64 * j));
@@ -303,6 +311,7 @@ void q4_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 256;
     pf_lines<256>(qb + PFD);
+    pf_lines_l2<256>(qb + PFD2);
     const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + 16 * b)));
     __m512i lo[4], hi[4];
     for (int v = 0; v < 4; v++) {
@@ -353,7 +362,10 @@ void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     for (int i = 0; i < MT; i++) si[i] = sm[i] = _mm512_setzero_si512();
     for (int j = 0; j < 8; j++) {
       const uint8_t* qv = qb + (j >> 1) * 512;
-      if (j & 1) pf_lines<512>(qv + PFD);
+      if (j & 1) {
+        pf_lines<512>(qv + PFD);
+        pf_lines_l2<512>(qv + PFD2);
+      }
       else _mm_prefetch(reinterpret_cast<const char*>(mt + QUANT_Q4K_META * (PFD / 2048) + 16 * j), _MM_HINT_T0);
       __m512i w[8];
       for (int v = 0; v < 8; v++) {
@@ -414,6 +426,7 @@ void int8_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     for (int64_t b = c0; b < c1; b++) {
       const uint8_t* qb = qd + b * 512;
       pf_lines<512>(qb + PFD);
+      pf_lines_l2<512>(qb + PFD2);
       __m512i w[8];
       for (int j = 0; j < 8; j++) w[j] = prep_s8<VNNI>(_mm512_load_si512(qb + 64 * j));
       const int8_t* xb = xq + b * (T * 32);
