@@ -238,26 +238,33 @@ void q8_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   const float* xd = x->d + t * x->sd;
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[MT][2];
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 512;
     pf_lines<512>(qb + PFD);
     pf_lines_l2<512>(qb + PFD2);
     const int8_t* xb = xq + b * (T * 32);
+    #pragma GCC unroll 8
     for (int h = 0; h < 2; h++) {
       __m256i a[MT];
+      #pragma GCC unroll 8
       for (int i = 0; i < MT; i++) a[i] = _mm256_setzero_si256();
+      #pragma GCC unroll 8
       for (int j = 0; j < 8; j++) {
         const __m256i w = ld(qb + 64 * j + 32 * h), aw = _mm256_abs_epi8(w);
+        #pragma GCC unroll 8
         for (int i = 0; i < MT; i++)
           a[i] = _mm256_add_epi32(a[i], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb + 32 * i + 4 * j), w)), ones));
       }
       const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 16 * b + 8 * h)));
+      #pragma GCC unroll 8
       for (int i = 0; i < MT; i++)
         acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a[i]), _mm256_mul_ps(wd, _mm256_set1_ps(xd[b * T + i])), acc[i][h]);
     }
   }
   const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) store_rows(out + i * ldo + g * QUANT_QG, acc[i], nr);
 }
 
@@ -273,23 +280,29 @@ void q4_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   const float* xd = x->d + t * x->sd;
   const int32_t* xc = x->c + t * x->sc;
   __m256 acc[MT][2];
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 256;
     pf_lines<256>(qb + PFD);
     pf_lines_l2<256>(qb + PFD2);
     const int8_t* xb = xq + b * (T * 32);
+    #pragma GCC unroll 8
     for (int h = 0; h < 2; h++) {
       __m256i s16[MT];
+      #pragma GCC unroll 8
       for (int i = 0; i < MT; i++) s16[i] = _mm256_setzero_si256();
+      #pragma GCC unroll 8
       for (int v = 0; v < 4; v++) {
         const __m256i u = ld(qb + 64 * v + 32 * h);
         const __m256i lo = _mm256_and_si256(u, m4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
+        #pragma GCC unroll 8
         for (int i = 0; i < MT; i++)
           s16[i] = _mm256_add_epi16(s16[i], _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(xb + 32 * i + 4 * v)),
                                                              _mm256_maddubs_epi16(hi, bcast4(xb + 32 * i + 16 + 4 * v))));
       }
       const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 16 * b + 8 * h)));
+      #pragma GCC unroll 8
       for (int i = 0; i < MT; i++) {
         const __m256i a = _mm256_add_epi32(_mm256_madd_epi16(s16[i], ones), bcast_i32(xc + b * T + i));
         acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_mul_ps(wd, _mm256_set1_ps(xd[b * T + i])), acc[i][h]);
@@ -297,6 +310,7 @@ void q4_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     }
   }
   const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) store_rows(out + i * ldo + g * QUANT_QG, acc[i], nr);
 }
 
@@ -312,13 +326,17 @@ void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   const float* xd = x->d + t * x->sd;
   const int32_t* xc = x->c + t * x->sc;
   __m256 acc[MT][2];
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t sb = 0; sb < nsb; sb++) {
     const uint8_t* mt = meta + sb * QUANT_Q4K_META;
     const uint8_t* qb = qd + sb * 2048;
+    #pragma GCC unroll 8
     for (int h = 0; h < 2; h++) {
       __m256i si[MT], sm[MT];
+      #pragma GCC unroll 8
       for (int i = 0; i < MT; i++) si[i] = sm[i] = _mm256_setzero_si256();
+      #pragma GCC unroll 8
       for (int j = 0; j < 8; j++) {
         if (h == 0) {
           if (j & 1) {
@@ -330,26 +348,32 @@ void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
         const uint8_t* qv = qb + (j >> 1) * 512 + 32 * h;
         const int8_t* xb = xq + (sb * 8 + j) * (T * 32);
         __m256i s16[MT];
+        #pragma GCC unroll 8
         for (int i = 0; i < MT; i++) s16[i] = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int v = 0; v < 8; v++) {
           __m256i u = ld(qv + 64 * v);
           if (j & 1) u = _mm256_srli_epi16(u, 4);
           u = _mm256_and_si256(u, m4);
+          #pragma GCC unroll 8
           for (int i = 0; i < MT; i++) s16[i] = _mm256_add_epi16(s16[i], _mm256_maddubs_epi16(u, bcast4(xb + 32 * i + 4 * v)));
         }
         const __m256i s8 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mt + 64 + 16 * j + 8 * h)));
         const __m256i scp = _mm256_or_si256(s8, _mm256_slli_epi32(s8, 16));
+        #pragma GCC unroll 8
         for (int i = 0; i < MT; i++) si[i] = _mm256_add_epi32(si[i], _mm256_madd_epi16(s16[i], scp));
         if (j & 1) {
           const __m256i mnp = _mm256_or_si256(
               _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mt + 192 + 16 * (j - 1) + 8 * h))),
               _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mt + 192 + 16 * j + 8 * h))), 16));
           const int32_t* cb = xc + (sb * 4 + (j >> 1)) * T;
+          #pragma GCC unroll 8
           for (int i = 0; i < MT; i++) sm[i] = _mm256_add_epi32(sm[i], _mm256_madd_epi16(mnp, bcast_i32(cb + i)));
         }
       }
       const __m256 vd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mt + 16 * h)));
       const __m256 vdm = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mt + 32 + 16 * h)));
+      #pragma GCC unroll 8
       for (int i = 0; i < MT; i++) {
         __m256 u = _mm256_fmsub_ps(vd, _mm256_cvtepi32_ps(si[i]), _mm256_mul_ps(vdm, _mm256_cvtepi32_ps(sm[i])));
         acc[i][h] = _mm256_fmadd_ps(u, _mm256_set1_ps(xd[sb * T + i]), acc[i][h]);
@@ -357,6 +381,7 @@ void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     }
   }
   const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) store_rows(out + i * ldo + g * QUANT_QG, acc[i], nr);
 }
 
@@ -370,28 +395,36 @@ void int8_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   const float* xd = x->d + t * x->sd;
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[MT][2];
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t c0 = 0; c0 < nb; c0 += 256) {
     const int64_t c1 = c0 + 256 < nb ? c0 + 256 : nb;
     __m256i ai[MT][2];
+    #pragma GCC unroll 8
     for (int i = 0; i < MT; i++) ai[i][0] = ai[i][1] = _mm256_setzero_si256();
     for (int64_t b = c0; b < c1; b++) {
       const uint8_t* qb = qd + b * 512;
       pf_lines<512>(qb + PFD);
       pf_lines_l2<512>(qb + PFD2);
       const int8_t* xb = xq + b * (T * 32);
+      #pragma GCC unroll 8
       for (int j = 0; j < 8; j++)
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
           const __m256i w = ld(qb + 64 * j + 32 * h), aw = _mm256_abs_epi8(w);
+          #pragma GCC unroll 8
           for (int i = 0; i < MT; i++)
             ai[i][h] = _mm256_add_epi32(ai[i][h], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb + 32 * i + 4 * j), w)), ones));
         }
     }
+    #pragma GCC unroll 8
     for (int i = 0; i < MT; i++)
+      #pragma GCC unroll 8
       for (int h = 0; h < 2; h++) acc[i][h] = _mm256_add_ps(acc[i][h], _mm256_cvtepi32_ps(ai[i][h]));
   }
   const float* ws = reinterpret_cast<const float*>(meta);
   const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) {
     const __m256 xdv = _mm256_set1_ps(xd[i]);
     __m256 r[2] = {_mm256_mul_ps(acc[i][0], _mm256_mul_ps(_mm256_loadu_ps(ws), xdv)),

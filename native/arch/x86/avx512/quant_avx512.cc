@@ -266,6 +266,7 @@ void q8_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   const float* xd = x->d + t * x->sd;
   const int32_t* xc = x->c + t * x->sc;
   __m512 acc[MT];
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 512;
@@ -273,15 +274,19 @@ void q8_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     pf_lines_l2<512>(qb + PFD2);
     const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + 16 * b)));
     __m512i w[8];
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) w[j] = prep_s8<VNNI>(_mm512_load_si512(qb + 64 * j));
     const int8_t* xb = xq + b * (T * 32);
+    #pragma GCC unroll 8
     for (int i = 0; i < MT; i++) {
       // rows of a full tile are independent chains; a short tile splits each row's chain in two
       __m512i a0 = VNNI ? bcast_i32(xc + b * T + i) : _mm512_setzero_si512();
       if (MT >= 4) {
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) a0 = dot_ss<VNNI>(a0, w[j], bcast4(xb + 32 * i + 4 * j));
       } else {
         __m512i a1 = _mm512_setzero_si512();
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j += 2) {
           a0 = dot_ss<VNNI>(a0, w[j], bcast4(xb + 32 * i + 4 * j));
           a1 = dot_ss<VNNI>(a1, w[j + 1], bcast4(xb + 32 * i + 4 * j + 4));
@@ -292,6 +297,7 @@ void q8_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     }
   }
   const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) store_rows(out + i * ldo + g * QUANT_QG, acc[i], nr);
 }
 
@@ -307,6 +313,7 @@ void q4_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   const float* xd = x->d + t * x->sd;
   const int32_t* xc = x->c + t * x->sc;
   __m512 acc[MT];
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 256;
@@ -314,21 +321,25 @@ void q4_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     pf_lines_l2<256>(qb + PFD2);
     const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + 16 * b)));
     __m512i lo[4], hi[4];
+    #pragma GCC unroll 8
     for (int v = 0; v < 4; v++) {
       __m512i u = _mm512_load_si512(qb + 64 * v);
       lo[v] = _mm512_and_si512(u, m4);
       hi[v] = _mm512_and_si512(_mm512_srli_epi16(u, 4), m4);
     }
     const int8_t* xb = xq + b * (T * 32);
+    #pragma GCC unroll 8
     for (int i = 0; i < MT; i++) {
       __m512i a0 = bcast_i32(xc + b * T + i);
       if (MT >= 4) {
+        #pragma GCC unroll 8
         for (int v = 0; v < 4; v++) {
           a0 = dot_us<VNNI>(a0, lo[v], bcast4(xb + 32 * i + 4 * v));
           a0 = dot_us<VNNI>(a0, hi[v], bcast4(xb + 32 * i + 16 + 4 * v));
         }
       } else {
         __m512i a1 = _mm512_setzero_si512();
+        #pragma GCC unroll 8
         for (int v = 0; v < 4; v++) {
           a0 = dot_us<VNNI>(a0, lo[v], bcast4(xb + 32 * i + 4 * v));
           a1 = dot_us<VNNI>(a1, hi[v], bcast4(xb + 32 * i + 16 + 4 * v));
@@ -339,6 +350,7 @@ void q4_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     }
   }
   const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) store_rows(out + i * ldo + g * QUANT_QG, acc[i], nr);
 }
 
@@ -354,12 +366,15 @@ void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   const float* xd = x->d + t * x->sd;
   const int32_t* xc = x->c + t * x->sc;
   __m512 acc[MT];
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
   for (int64_t sb = 0; sb < nsb; sb++) {
     const uint8_t* mt = meta + sb * QUANT_Q4K_META;
     const uint8_t* qb = qd + sb * 2048;
     __m512i si[MT], sm[MT];
+    #pragma GCC unroll 8
     for (int i = 0; i < MT; i++) si[i] = sm[i] = _mm512_setzero_si512();
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
       const uint8_t* qv = qb + (j >> 1) * 512;
       if (j & 1) {
@@ -368,6 +383,7 @@ void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
       }
       else _mm_prefetch(reinterpret_cast<const char*>(mt + QUANT_Q4K_META * (PFD / 2048) + 16 * j), _MM_HINT_T0);
       __m512i w[8];
+      #pragma GCC unroll 8
       for (int v = 0; v < 8; v++) {
         __m512i u = _mm512_load_si512(qv + 64 * v);
         w[v] = (j & 1) ? _mm512_and_si512(_mm512_srli_epi16(u, 4), m4) : _mm512_and_si512(u, m4);
@@ -380,14 +396,18 @@ void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mt + 192 + 16 * (j - 1)))),
             _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mt + 192 + 16 * j))), 16));
         const int32_t* cb = xc + (sb * 4 + (j >> 1)) * T;
+        #pragma GCC unroll 8
         for (int i = 0; i < MT; i++) sm[i] = _mm512_add_epi32(sm[i], _mm512_madd_epi16(mnp, bcast_i32(cb + i)));
       }
+      #pragma GCC unroll 8
       for (int i = 0; i < MT; i++) {
         __m512i a0 = _mm512_setzero_si512();
         if (MT >= 4) {
+          #pragma GCC unroll 8
           for (int v = 0; v < 8; v++) a0 = dot_us<VNNI>(a0, w[v], bcast4(xb + 32 * i + 4 * v));
         } else {
           __m512i a1 = _mm512_setzero_si512();
+          #pragma GCC unroll 8
           for (int v = 0; v < 8; v += 2) {
             a0 = dot_us<VNNI>(a0, w[v], bcast4(xb + 32 * i + 4 * v));
             a1 = dot_us<VNNI>(a1, w[v + 1], bcast4(xb + 32 * i + 4 * v + 4));
@@ -399,12 +419,14 @@ void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
     }
     const __m512 vd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mt)));
     const __m512 vdm = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mt + 32)));
+    #pragma GCC unroll 8
     for (int i = 0; i < MT; i++) {
       __m512 u = _mm512_fmsub_ps(vd, _mm512_cvtepi32_ps(si[i]), _mm512_mul_ps(vdm, _mm512_cvtepi32_ps(sm[i])));
       acc[i] = _mm512_fmadd_ps(u, _mm512_set1_ps(xd[sb * T + i]), acc[i]);
     }
   }
   const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) store_rows(out + i * ldo + g * QUANT_QG, acc[i], nr);
 }
 
@@ -418,25 +440,32 @@ void int8_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
   const float* xd = x->d + t * x->sd;
   const int32_t* xc = x->c + t * x->sc;
   __m512 acc[MT];
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
   for (int64_t c0 = 0; c0 < nb; c0 += 256) {
     const int64_t c1 = c0 + 256 < nb ? c0 + 256 : nb;
     __m512i a[MT];
+    #pragma GCC unroll 8
     for (int i = 0; i < MT; i++) a[i] = VNNI ? bcast_i32(xc + (c0 / 256) * T + i) : _mm512_setzero_si512();
     for (int64_t b = c0; b < c1; b++) {
       const uint8_t* qb = qd + b * 512;
       pf_lines<512>(qb + PFD);
       pf_lines_l2<512>(qb + PFD2);
       __m512i w[8];
+      #pragma GCC unroll 8
       for (int j = 0; j < 8; j++) w[j] = prep_s8<VNNI>(_mm512_load_si512(qb + 64 * j));
       const int8_t* xb = xq + b * (T * 32);
+      #pragma GCC unroll 8
       for (int i = 0; i < MT; i++)
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) a[i] = dot_ss<VNNI>(a[i], w[j], bcast4(xb + 32 * i + 4 * j));
     }
+    #pragma GCC unroll 8
     for (int i = 0; i < MT; i++) acc[i] = _mm512_add_ps(acc[i], _mm512_cvtepi32_ps(a[i]));
   }
   const __m512 ws = _mm512_load_ps(reinterpret_cast<const float*>(meta));
   const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
   for (int i = 0; i < MT; i++)
     store_rows(out + i * ldo + g * QUANT_QG, _mm512_mul_ps(acc[i], _mm512_mul_ps(ws, _mm512_set1_ps(xd[i]))), nr);
 }
