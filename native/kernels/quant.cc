@@ -292,8 +292,8 @@ TilePath pick_tile(int kind) {
       t.T = QUANT_T_AVX2;
       switch (kind) {
         case QK_Q8_0: t.fn = quant_avx2_q8_0_t; t.cmul = 0; break;
-        case QK_Q4_0: t.fn = quant_avx2_q4_0_t; t.cmul = -8; break;
-        case QK_Q4_K: t.fn = quant_avx2_q4_K_t; t.cmul = 1; break;
+        // q4_0 / q4_K keep the row-tile kernels (QuantX): the tiled int16-sum variants measured slower on Zen 4
+        case QK_Q4_0: case QK_Q4_K: break;
         default: t.fn = quant_avx2_int8_t; t.cmul = 0; break;
       }
       break;

@@ -105,8 +105,6 @@ void quant_avx512bw_q4_0_t(const QuantPacked* p, const QuantXT* x, int64_t t, in
 void quant_avx512bw_q4_K_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
 void quant_avx512bw_int8_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
 void quant_avx2_q8_0_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
-void quant_avx2_q4_0_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
-void quant_avx2_q4_K_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
 void quant_avx2_int8_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
 
 void quant_avx2_q8_0(const QuantPacked* p, const QuantX* x, int64_t m0, int mt, int64_t g, float* out, int64_t ldo);

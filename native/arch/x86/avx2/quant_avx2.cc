@@ -213,8 +213,8 @@ void int8_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Tiled kernels for M >= 2 (activations as QuantXT, T = 4 rows): per block and 8-row half, each weight vector is
-// loaded (and made |w| or split into nibbles) once and applied to the tile's rows, whose x bytes, scales and
+// Tiled kernels for M >= 2, q8_0 and int8 (activations as QuantXT, T = 4 rows): per block and 8-row half, each
+// weight vector is loaded (and made |w|) once and applied to the tile's rows, whose x bytes, scales and
 // accumulator starts are at constant offsets from one pointer each. Integer sums per block are exact, then scaled
 // in f32 as by the M = 1 kernels.
 constexpr int T = QUANT_T_AVX2;
@@ -261,123 +261,6 @@ void q8_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float
       #pragma GCC unroll 8
       for (int i = 0; i < MT; i++)
         acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a[i]), _mm256_mul_ps(wd, _mm256_set1_ps(xd[b * T + i])), acc[i][h]);
-    }
-  }
-  const int nr = group_rows(p, g);
-  #pragma GCC unroll 8
-  for (int i = 0; i < MT; i++) store_rows(out + i * ldo + g * QUANT_QG, acc[i], nr);
-}
-
-// ---- q4_0: a row's 8 vpmaddubsw results of a block are summed in int16 (|each| <= 2 * 15 * 127, 8 of them < 32767).
-template <int MT>
-void q4_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float* out, int64_t ldo) {
-  const uint8_t* meta = p->data + g * p->group_bytes;
-  const uint16_t* sc = reinterpret_cast<const uint16_t*>(meta);
-  const uint8_t* qd = meta + p->meta_bytes;
-  const int64_t nb = p->nb;
-  const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-  const int8_t* xq = x->q + t * x->sq;
-  const float* xd = x->d + t * x->sd;
-  const int32_t* xc = x->c + t * x->sc;
-  __m256 acc[MT][2];
-  #pragma GCC unroll 8
-  for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; b++) {
-    const uint8_t* qb = qd + b * 256;
-    pf_lines<256>(qb + PFD);
-    pf_lines_l2<256>(qb + PFD2);
-    const int8_t* xb = xq + b * (T * 32);
-    #pragma GCC unroll 8
-    for (int h = 0; h < 2; h++) {
-      __m256i s16[MT];
-      #pragma GCC unroll 8
-      for (int i = 0; i < MT; i++) s16[i] = _mm256_setzero_si256();
-      #pragma GCC unroll 8
-      for (int v = 0; v < 4; v++) {
-        const __m256i u = ld(qb + 64 * v + 32 * h);
-        const __m256i lo = _mm256_and_si256(u, m4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
-        #pragma GCC unroll 8
-        for (int i = 0; i < MT; i++)
-          s16[i] = _mm256_add_epi16(s16[i], _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(xb + 32 * i + 4 * v)),
-                                                             _mm256_maddubs_epi16(hi, bcast4(xb + 32 * i + 16 + 4 * v))));
-      }
-      const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 16 * b + 8 * h)));
-      #pragma GCC unroll 8
-      for (int i = 0; i < MT; i++) {
-        const __m256i a = _mm256_add_epi32(_mm256_madd_epi16(s16[i], ones), bcast_i32(xc + b * T + i));
-        acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_mul_ps(wd, _mm256_set1_ps(xd[b * T + i])), acc[i][h]);
-      }
-    }
-  }
-  const int nr = group_rows(p, g);
-  #pragma GCC unroll 8
-  for (int i = 0; i < MT; i++) store_rows(out + i * ldo + g * QUANT_QG, acc[i], nr);
-}
-
-// ---- q4_K: per sub-block a row's 8 vpmaddubsw results are summed in int16 (as q4_0), then one vpmaddwd with the
-// 6-bit scale as an int16 pair gives scale * dot in int32; the mins term of two sub-blocks is one vpmaddwd too.
-template <int MT>
-void q4_K_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float* out, int64_t ldo) {
-  const uint8_t* meta = p->data + g * p->group_bytes;
-  const uint8_t* qd = meta + p->meta_bytes;
-  const int64_t nsb = p->K / 256;
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  const int8_t* xq = x->q + t * x->sq;
-  const float* xd = x->d + t * x->sd;
-  const int32_t* xc = x->c + t * x->sc;
-  __m256 acc[MT][2];
-  #pragma GCC unroll 8
-  for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-  for (int64_t sb = 0; sb < nsb; sb++) {
-    const uint8_t* mt = meta + sb * QUANT_Q4K_META;
-    const uint8_t* qb = qd + sb * 2048;
-    #pragma GCC unroll 8
-    for (int h = 0; h < 2; h++) {
-      __m256i si[MT], sm[MT];
-      #pragma GCC unroll 8
-      for (int i = 0; i < MT; i++) si[i] = sm[i] = _mm256_setzero_si256();
-      #pragma GCC unroll 8
-      for (int j = 0; j < 8; j++) {
-        if (h == 0) {
-          if (j & 1) {
-            pf_lines<512>(qb + (j >> 1) * 512 + PFD);
-            pf_lines_l2<512>(qb + (j >> 1) * 512 + PFD2);
-          }
-          else _mm_prefetch(reinterpret_cast<const char*>(mt + QUANT_Q4K_META * (PFD / 2048) + 16 * j), _MM_HINT_T0);
-        }
-        const uint8_t* qv = qb + (j >> 1) * 512 + 32 * h;
-        const int8_t* xb = xq + (sb * 8 + j) * (T * 32);
-        __m256i s16[MT];
-        #pragma GCC unroll 8
-        for (int i = 0; i < MT; i++) s16[i] = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int v = 0; v < 8; v++) {
-          __m256i u = ld(qv + 64 * v);
-          if (j & 1) u = _mm256_srli_epi16(u, 4);
-          u = _mm256_and_si256(u, m4);
-          #pragma GCC unroll 8
-          for (int i = 0; i < MT; i++) s16[i] = _mm256_add_epi16(s16[i], _mm256_maddubs_epi16(u, bcast4(xb + 32 * i + 4 * v)));
-        }
-        const __m256i s8 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mt + 64 + 16 * j + 8 * h)));
-        const __m256i scp = _mm256_or_si256(s8, _mm256_slli_epi32(s8, 16));
-        #pragma GCC unroll 8
-        for (int i = 0; i < MT; i++) si[i] = _mm256_add_epi32(si[i], _mm256_madd_epi16(s16[i], scp));
-        if (j & 1) {
-          const __m256i mnp = _mm256_or_si256(
-              _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mt + 192 + 16 * (j - 1) + 8 * h))),
-              _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mt + 192 + 16 * j + 8 * h))), 16));
-          const int32_t* cb = xc + (sb * 4 + (j >> 1)) * T;
-          #pragma GCC unroll 8
-          for (int i = 0; i < MT; i++) sm[i] = _mm256_add_epi32(sm[i], _mm256_madd_epi16(mnp, bcast_i32(cb + i)));
-        }
-      }
-      const __m256 vd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mt + 16 * h)));
-      const __m256 vdm = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mt + 32 + 16 * h)));
-      #pragma GCC unroll 8
-      for (int i = 0; i < MT; i++) {
-        __m256 u = _mm256_fmsub_ps(vd, _mm256_cvtepi32_ps(si[i]), _mm256_mul_ps(vdm, _mm256_cvtepi32_ps(sm[i])));
-        acc[i][h] = _mm256_fmadd_ps(u, _mm256_set1_ps(xd[sb * T + i]), acc[i][h]);
-      }
     }
   }
   const int nr = group_rows(p, g);
@@ -443,10 +326,16 @@ typedef void (*xt_fn)(const QuantPacked*, const QuantXT*, int64_t, int64_t, floa
 
 typedef void (*tile_fn)(const QuantPacked*, const QuantX*, int64_t, int64_t, float*, int64_t);
 
-// The matvec kernels run each row on its own (the quant_matmul path for M = 1).
+// Rows as tiles of at most 4 (the q4_0 / q4_K products for every M, the others for M = 1).
 #define FATHOM_QUANT_DISPATCH2(NAME, TILE)                                                                   \
   void NAME(const QuantPacked* p, const QuantX* x, int64_t m0, int mt, int64_t g, float* out, int64_t ldo) { \
-    for (int i = 0; i < mt; i++) TILE<1>(p, x, m0 + i, g, out, ldo);                                        \
+    static const tile_fn f[5] = {nullptr, TILE<1>, TILE<2>, TILE<3>, TILE<4>};                               \
+    while (mt > 0) {                                                                                         \
+      int t = mt < 4 ? mt : 4;                                                                               \
+      f[t](p, x, m0, g, out, ldo);                                                                           \
+      m0 += t;                                                                                               \
+      mt -= t;                                                                                               \
+    }                                                                                                        \
   }
 
 }  // namespace
@@ -456,8 +345,6 @@ FATHOM_QUANT_DISPATCH2(quant_avx2_q4_0, q4_0_tile)
 FATHOM_QUANT_DISPATCH2(quant_avx2_q4_K, q4_K_tile)
 FATHOM_QUANT_DISPATCH2(quant_avx2_int8, int8_tile)
 FATHOM_QUANT_XT2(quant_avx2_q8_0_t, q8_0_xt)
-FATHOM_QUANT_XT2(quant_avx2_q4_0_t, q4_0_xt)
-FATHOM_QUANT_XT2(quant_avx2_q4_K_t, q4_K_xt)
 FATHOM_QUANT_XT2(quant_avx2_int8_t, int8_xt)
 
 }  // namespace fathom
