@@ -8,6 +8,8 @@ import { loadNative } from "../src/core/backend/native/binding.js";
 import type { Backend, BinaryOp, UnaryOp } from "../src/core/backend/backend.js";
 import { bf16ToF32, f16ToF32 } from "../src/core/dtype.js";
 import { assertClose, TOL } from "./helpers.js";
+import { quantizeWeight } from "../src/quant/qlinear.js";
+import { refQuantMatmul, type QuantKind } from "../src/quant/qmatmul.js";
 
 const addon = loadNative();
 const ISAS = addon ? (["avx512", "avx2", "scalar"] as const).filter((i) => i === "scalar" || addon.setIsa(i)) : [];
@@ -322,6 +324,44 @@ describe("native kernel parity with the reference backend", { skip: addon ? fals
         assert.throws(() => nat.attention!({ B: 1, Hq: 2, Hkv: 2, Tq: 1, Tk: 10, D: 8, Dv: 8, q: new Float32Array(16), k: kd, v: kd,
           out: new Float32Array(16), lse: null, scale: 1, causal: false, qOffset: 0, mask: null, maskStrides: null,
           kStrides: Float64Array.of(0, 12 * 8, 8), vStrides: null }), /kStrides/);
+      });
+
+      test("quantized products: every type, M = 1..17 (row tiles and their tails), odd N and K, thread splits", () => {
+        use();
+        if (typeof addon!.quantMatmul !== "function") return;
+        // Against the scalar path of the same packed matrix (the same activation quantization and integer block sums:
+        // only f32 rounding of the per-block scaling may differ) and, loosely, against the reference specification.
+        const shapes: Record<QuantKind, [number, number][]> = {
+          q8_0: [[1, 96], [17, 288], [50, 8224]], q4_0: [[33, 96], [16, 288], [50, 8224]],
+          q4_K: [[1, 256], [33, 768], [50, 8192]], int8: [[17, 509], [33, 96], [50, 8200]],
+        };
+        const relErr = (a: Float32Array, b: Float32Array) => {
+          let mx = 0, ss = 0;
+          for (let i = 0; i < a.length; i++) { mx = Math.max(mx, Math.abs(a[i] - b[i])); ss += b[i] * b[i]; }
+          return mx / Math.sqrt(ss / b.length || 1);
+        };
+        try {
+          for (const threads of [1, 3]) {
+            addon!.setThreads(threads);
+            for (const type of ["q8_0", "q4_0", "q4_K", "int8"] as const) for (const [N, K] of shapes[type]) {
+              const q = quantizeWeight(F.randn([N, K], { seed: N + K }).mul(0.05), type), wb = q.weight.buffer();
+              const data = new Uint8Array(wb.buffer, wb.byteOffset, wb.byteLength), scales = q.scale ? (q.scale.buffer() as Float32Array) : null;
+              const packed = nat.quantPack!(type, N, K, data, scales);
+              for (const M of K > 1000 ? [1, 2, 8, 9, 17] : [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17]) {
+                const x = rnd(M * K, M * 7 + K), got = new Float32Array(M * N), scalar = new Float32Array(M * N), spec = new Float32Array(M * N);
+                nat.quantMatmul!(M, x, packed, got);
+                addon!.setIsa("scalar");
+                getBackend("native").quantMatmul!(M, x, packed, scalar);
+                addon!.setIsa(isa);
+                const e = relErr(got, scalar);
+                assert.ok(e < 2e-6, `${type} ${isa} threads=${threads} M=${M} N=${N} K=${K}: ${e} vs the scalar path`);
+                refQuantMatmul(M, x, { type, N, K, data, scales }, spec);
+                const es = relErr(got, spec);
+                assert.ok(es < 2e-2, `${type} ${isa} M=${M} N=${N} K=${K}: ${es} vs the reference`);
+              }
+            }
+          }
+        } finally { addon!.setThreads(0); addon!.setIsa(isa); }
       });
 
       test("fused attention at decode: keys split across threads and merged (every thread count)", () => {

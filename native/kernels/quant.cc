@@ -263,6 +263,87 @@ quant_group_fn pick_kernel(int kind) {
   return scalar_group;
 }
 
+// The tiled (M >= 2) kernel of the current path, its tile height T and the factor for the accumulator starts
+// (QuantXT::c); fn = nullptr on the scalar path.
+struct TilePath {
+  quant_tile_fn fn = nullptr;
+  int T = 1;
+  int cmul = 0;
+};
+
+TilePath pick_tile(int kind) {
+  TilePath t;
+#if !defined(FATHOM_NO_X86)
+  static const bool no_vnni = [] {
+    const char* s = std::getenv("FATHOM_QUANT_NOVNNI");
+    return !cpu_features().avx512vnni || (s && *s && *s != '0');
+  }();
+  switch (current_isa()) {
+    case ISA_AVX512:
+      t.T = QUANT_T_AVX512;
+      switch (kind) {
+        case QK_Q8_0: t.fn = no_vnni ? quant_avx512bw_q8_0_t : quant_avx512_q8_0_t; t.cmul = no_vnni ? 0 : -128; break;
+        case QK_Q4_0: t.fn = no_vnni ? quant_avx512bw_q4_0_t : quant_avx512_q4_0_t; t.cmul = -8; break;
+        case QK_Q4_K: t.fn = no_vnni ? quant_avx512bw_q4_K_t : quant_avx512_q4_K_t; t.cmul = 1; break;
+        default: t.fn = no_vnni ? quant_avx512bw_int8_t : quant_avx512_int8_t; t.cmul = no_vnni ? 0 : -128; break;
+      }
+      break;
+    case ISA_AVX2:
+      t.T = QUANT_T_AVX2;
+      switch (kind) {
+        case QK_Q8_0: t.fn = quant_avx2_q8_0_t; t.cmul = 0; break;
+        // q4_0 / q4_K keep the row-tile kernels (QuantX): the tiled int16-sum variants measured slower on Zen 4
+        case QK_Q4_0: case QK_Q4_K: break;
+        default: t.fn = quant_avx2_int8_t; t.cmul = 0; break;
+      }
+      break;
+    default: break;
+  }
+#endif
+  (void)kind;
+  return t;
+}
+
+// Tiles [t0, t1) of the quantized activations x (rows [0, M)) into the QuantXT layout (see quant.h).
+void tile_acts(int kind, int T, int cmul, int64_t M, const QuantX& x, int64_t nb, int64_t t0, int64_t t1, const QuantXT& xt) {
+  int8_t* tq = const_cast<int8_t*>(xt.q);
+  float* td = const_cast<float*>(xt.d);
+  int32_t* tc = const_cast<int32_t*>(xt.c);
+  const int64_t ndb = x.ldd;
+  for (int64_t t = t0; t < t1; t++) {
+    int8_t* q = tq + t * xt.sq;
+    float* d = td + t * xt.sd;
+    int32_t* c = tc + t * xt.sc;
+    for (int i = 0; i < T; i++) {
+      const int64_t m = t * T + i;
+      const bool live = m < M;
+      const int8_t* xq = x.q + m * x.ldq;
+      const int32_t* xs = x.s + m * x.lds;
+      for (int64_t b = 0; b < nb; b++) {
+        if (live) std::memcpy(q + (b * T + i) * 32, xq + 32 * b, 32);
+        else std::memset(q + (b * T + i) * 32, 0, 32);
+      }
+      for (int64_t b = 0; b < ndb; b++) d[b * T + i] = live ? x.d[m * x.ldd + b] : 0.f;
+      if (kind == QK_INT8) {
+        for (int64_t c0 = 0; c0 < nb; c0 += 256) {
+          int32_t sum = 0;
+          if (live)
+            for (int64_t b = c0; b < std::min<int64_t>(nb, c0 + 256); b++) sum += xs[b];
+          c[(c0 / 256) * T + i] = cmul * sum;
+        }
+      } else if (kind == QK_Q4_K) {
+        // |sum| <= 32 * 127 fits int16
+        for (int64_t k = 0; k < nb / 2; k++)
+          c[k * T + i] = live ? static_cast<int32_t>((static_cast<uint32_t>(xs[2 * k]) & 0xffffu) |
+                                                     (static_cast<uint32_t>(xs[2 * k + 1]) << 16))
+                              : 0;
+      } else {
+        for (int64_t b = 0; b < nb; b++) c[b * T + i] = live ? cmul * xs[b] : 0;
+      }
+    }
+  }
+}
+
 // Per-thread scratch, 64-byte aligned, grown on demand and kept.
 struct Scratch {
   void* p = nullptr;
@@ -282,6 +363,7 @@ struct Scratch {
   }
 };
 thread_local Scratch t_xbuf;
+thread_local Scratch t_tbuf;  // the tiled activations (M >= 2)
 
 }  // namespace
 
@@ -350,6 +432,35 @@ void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out) {
   else
     quantize_rows(kind, 0, M, x, K, Kp, q, d, ldd, s, nb);
   const QuantX qx = {q, d, s, Kp, ldd, nb};
+  const TilePath tp = M >= 2 ? pick_tile(kind) : TilePath();
+  if (tp.fn) {
+    // M >= 2: the activations in tiles of T rows; a task is (group, chunk of tiles): each call streams the group's
+    // weights once for T rows, and the group stays in L1/L2 across the chunk's tiles. Small M splits over groups.
+    const int64_t T = tp.T, ntiles = ceil_div(M, T);
+    const int64_t sq = nb * T * 32, sd = ldd * T, sc = nb * T;
+    const size_t tqb = round_up(ntiles * sq, 64), tdb = round_up(ntiles * sd * 4, 64), tcb = round_up(ntiles * sc * 4, 64);
+    uint8_t* tb = static_cast<uint8_t*>(t_tbuf.get(tqb + tdb + tcb));
+    const QuantXT xt = {reinterpret_cast<int8_t*>(tb), reinterpret_cast<float*>(tb + tqb),
+                        reinterpret_cast<int32_t*>(tb + tqb + tdb), sq, sd, sc};
+    if (par && M * K >= 65536)
+      parallel_for(ntiles, 0, [&](int64_t b, int64_t e) { tile_acts(kind, tp.T, tp.cmul, M, qx, nb, b, e, xt); });
+    else
+      tile_acts(kind, tp.T, tp.cmul, M, qx, nb, 0, ntiles, xt);
+    const int64_t TCH = std::max<int64_t>(1, 64 / T);
+    const int64_t ntc = ceil_div(ntiles, TCH), ng = p->ngroups, ntasks = ng * ntc;
+    auto run = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; t++) {
+        const int64_t g = t / ntc, tc = t % ntc;
+        const int64_t tend = std::min(ntiles, (tc + 1) * TCH);
+        for (int64_t ti = tc * TCH; ti < tend; ti++)
+          tp.fn(p, &xt, ti, static_cast<int>(std::min(T, M - ti * T)), g, out + ti * T * N, N);
+      }
+    };
+    if (!par || ntasks <= 1) run(0, ntasks);
+    else parallel_for(ntasks, std::max<int64_t>(1, ntasks / (static_cast<int64_t>(num_threads()) * 8)),
+                      [&](int64_t b, int64_t e) { run(b, e); });
+    return;
+  }
   const quant_group_fn fn = pick_kernel(kind);
 
   // Tasks: (group, chunk of up to MCH rows of x); a task runs tiles of 8 rows against one group of weights, which

@@ -51,6 +51,22 @@ struct QuantX {
   int64_t ldq, ldd, lds;
 };
 
+// Activations for M >= 2 re-laid out in tiles of T rows (T = the path's tile: AVX-512 8, AVX2 4; a last partial tile
+// is zero padded), so that one kernel call streams a weight group once and applies each weight vector to all T rows
+// with a single pointer per array and constant offsets. Tile t starts at q + t * sq, d + t * sd, c + t * sc:
+//   q: int8 [nb][T][32]                     (block b of tile row i at (b * T + i) * 32)
+//   d: f32 [ndb][T]                         (the activation scales of QuantX, ndb = ldd)
+//   c: int32 [nb][T] accumulator starts:    q8_0: -128 * sum (VNNI: weights biased by 128; else 0), q4_0: -8 * sum,
+//                                           q4_K: [nb / 2][T] the sums of sub-blocks 2k, 2k+1 as an int16 pair
+//                                           (low half 2k; for the mins, by vpmaddwd), int8: per chunk of 256 blocks
+//                                           [nchunks][T] of -128 * sum (VNNI) or 0
+struct QuantXT {
+  const int8_t* q;
+  const float* d;
+  const int32_t* c;
+  int64_t sq, sd, sc;
+};
+
 // Entry points used by the N-API glue (arguments already validated). Returns nullptr on allocation failure.
 // data: ggml bytes row by row (block kinds) or int8 [N][K] (QK_INT8, with scales [N]).
 QuantPacked* quant_pack(int kind, int64_t N, int64_t K, const uint8_t* data, const float* scales);
@@ -58,8 +74,8 @@ void quant_packed_free(QuantPacked* p);
 bool quant_packed_compatible(const QuantPacked* p);
 void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out);
 
-// ---- ISA kernels (plain functions). One call: rows [m0, m0+mt) of x against group g of p; writes
-// out[(m0+i)*ldo + 16g + r] for r < min(16, N - 16g). mt <= the path's tile (AVX-512: 8, AVX2: 4).
+// ---- ISA kernels (plain functions) for M = 1 (matvec) and the scalar path. One call: rows [m0, m0+mt) of x against
+// group g of p; writes out[(m0+i)*ldo + 16g + r] for r < min(16, N - 16g).
 typedef void (*quant_group_fn)(const QuantPacked* p, const QuantX* x, int64_t m0, int mt, int64_t g, float* out,
                                int64_t ldo);
 
@@ -72,6 +88,24 @@ void quant_avx512bw_q8_0(const QuantPacked* p, const QuantX* x, int64_t m0, int 
 void quant_avx512bw_q4_0(const QuantPacked* p, const QuantX* x, int64_t m0, int mt, int64_t g, float* out, int64_t ldo);
 void quant_avx512bw_q4_K(const QuantPacked* p, const QuantX* x, int64_t m0, int mt, int64_t g, float* out, int64_t ldo);
 void quant_avx512bw_int8(const QuantPacked* p, const QuantX* x, int64_t m0, int mt, int64_t g, float* out, int64_t ldo);
+
+// ---- Tiled kernels for M >= 2. One call: tile t (rows [t*T, t*T + mt), mt <= T) against group g; writes
+// out[i * ldo + 16g + r] (out points at the tile's first row).
+typedef void (*quant_tile_fn)(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out,
+                              int64_t ldo);
+constexpr int QUANT_T_AVX512 = 8;
+constexpr int QUANT_T_AVX2 = 4;
+
+void quant_avx512_q8_0_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
+void quant_avx512_q4_0_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
+void quant_avx512_q4_K_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
+void quant_avx512_int8_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
+void quant_avx512bw_q8_0_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
+void quant_avx512bw_q4_0_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
+void quant_avx512bw_q4_K_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
+void quant_avx512bw_int8_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
+void quant_avx2_q8_0_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
+void quant_avx2_int8_t(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo);
 
 void quant_avx2_q8_0(const QuantPacked* p, const QuantX* x, int64_t m0, int mt, int64_t g, float* out, int64_t ldo);
 void quant_avx2_q4_0(const QuantPacked* p, const QuantX* x, int64_t m0, int mt, int64_t g, float* out, int64_t ldo);

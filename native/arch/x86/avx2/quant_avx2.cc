@@ -212,8 +212,121 @@ void int8_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Tiled kernels for M >= 2, q8_0 and int8 (activations as QuantXT, T = 4 rows): per block and 8-row half, each
+// weight vector is loaded (and made |w|) once and applied to the tile's rows, whose x bytes, scales and
+// accumulator starts are at constant offsets from one pointer each. Integer sums per block are exact, then scaled
+// in f32 as by the M = 1 kernels.
+constexpr int T = QUANT_T_AVX2;
+// The weight stream also prefetched into L2 further ahead (as on the AVX-512 path).
+constexpr int PFD2 = 65536;
+template <int BYTES>
+inline void pf_lines_l2(const uint8_t* p) {
+  for (int o = 0; o < BYTES; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T1);
+}
+
+inline __m256i bcast_i32(const int32_t* p) { return _mm256_set1_epi32(*p); }
+
+// ---- q8_0
+template <int MT>
+void q8_0_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float* out, int64_t ldo) {
+  const uint8_t* meta = p->data + g * p->group_bytes;
+  const uint16_t* sc = reinterpret_cast<const uint16_t*>(meta);
+  const uint8_t* qd = meta + p->meta_bytes;
+  const int64_t nb = p->nb;
+  const int8_t* xq = x->q + t * x->sq;
+  const float* xd = x->d + t * x->sd;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[MT][2];
+  #pragma GCC unroll 8
+  for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* qb = qd + b * 512;
+    pf_lines<512>(qb + PFD);
+    pf_lines_l2<512>(qb + PFD2);
+    const int8_t* xb = xq + b * (T * 32);
+    #pragma GCC unroll 8
+    for (int h = 0; h < 2; h++) {
+      __m256i a[MT];
+      #pragma GCC unroll 8
+      for (int i = 0; i < MT; i++) a[i] = _mm256_setzero_si256();
+      #pragma GCC unroll 8
+      for (int j = 0; j < 8; j++) {
+        const __m256i w = ld(qb + 64 * j + 32 * h), aw = _mm256_abs_epi8(w);
+        #pragma GCC unroll 8
+        for (int i = 0; i < MT; i++)
+          a[i] = _mm256_add_epi32(a[i], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb + 32 * i + 4 * j), w)), ones));
+      }
+      const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 16 * b + 8 * h)));
+      #pragma GCC unroll 8
+      for (int i = 0; i < MT; i++)
+        acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a[i]), _mm256_mul_ps(wd, _mm256_set1_ps(xd[b * T + i])), acc[i][h]);
+    }
+  }
+  const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
+  for (int i = 0; i < MT; i++) store_rows(out + i * ldo + g * QUANT_QG, acc[i], nr);
+}
+
+// ---- int8: integer sums per row and half for chunks of up to 256 blocks.
+template <int MT>
+void int8_xt(const QuantPacked* p, const QuantXT* x, int64_t t, int64_t g, float* out, int64_t ldo) {
+  const uint8_t* meta = p->data + g * p->group_bytes;
+  const uint8_t* qd = meta + p->meta_bytes;
+  const int64_t nb = p->nb;
+  const int8_t* xq = x->q + t * x->sq;
+  const float* xd = x->d + t * x->sd;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[MT][2];
+  #pragma GCC unroll 8
+  for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t c0 = 0; c0 < nb; c0 += 256) {
+    const int64_t c1 = c0 + 256 < nb ? c0 + 256 : nb;
+    __m256i ai[MT][2];
+    #pragma GCC unroll 8
+    for (int i = 0; i < MT; i++) ai[i][0] = ai[i][1] = _mm256_setzero_si256();
+    for (int64_t b = c0; b < c1; b++) {
+      const uint8_t* qb = qd + b * 512;
+      pf_lines<512>(qb + PFD);
+      pf_lines_l2<512>(qb + PFD2);
+      const int8_t* xb = xq + b * (T * 32);
+      #pragma GCC unroll 8
+      for (int j = 0; j < 8; j++)
+        #pragma GCC unroll 8
+        for (int h = 0; h < 2; h++) {
+          const __m256i w = ld(qb + 64 * j + 32 * h), aw = _mm256_abs_epi8(w);
+          #pragma GCC unroll 8
+          for (int i = 0; i < MT; i++)
+            ai[i][h] = _mm256_add_epi32(ai[i][h], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb + 32 * i + 4 * j), w)), ones));
+        }
+    }
+    #pragma GCC unroll 8
+    for (int i = 0; i < MT; i++)
+      #pragma GCC unroll 8
+      for (int h = 0; h < 2; h++) acc[i][h] = _mm256_add_ps(acc[i][h], _mm256_cvtepi32_ps(ai[i][h]));
+  }
+  const float* ws = reinterpret_cast<const float*>(meta);
+  const int nr = group_rows(p, g);
+  #pragma GCC unroll 8
+  for (int i = 0; i < MT; i++) {
+    const __m256 xdv = _mm256_set1_ps(xd[i]);
+    __m256 r[2] = {_mm256_mul_ps(acc[i][0], _mm256_mul_ps(_mm256_loadu_ps(ws), xdv)),
+                   _mm256_mul_ps(acc[i][1], _mm256_mul_ps(_mm256_loadu_ps(ws + 8), xdv))};
+    store_rows(out + i * ldo + g * QUANT_QG, r, nr);
+  }
+}
+
+typedef void (*xt_fn)(const QuantPacked*, const QuantXT*, int64_t, int64_t, float*, int64_t);
+
+#define FATHOM_QUANT_XT2(NAME, TILE)                                                                        \
+  void NAME(const QuantPacked* p, const QuantXT* x, int64_t t, int mt, int64_t g, float* out, int64_t ldo) { \
+    static const xt_fn f[T + 1] = {nullptr, TILE<1>, TILE<2>, TILE<3>, TILE<4>};                             \
+    f[mt](p, x, t, g, out, ldo);                                                                             \
+  }
+
 typedef void (*tile_fn)(const QuantPacked*, const QuantX*, int64_t, int64_t, float*, int64_t);
 
+// Rows as tiles of at most 4 (the q4_0 / q4_K products for every M, the others for M = 1).
 #define FATHOM_QUANT_DISPATCH2(NAME, TILE)                                                                   \
   void NAME(const QuantPacked* p, const QuantX* x, int64_t m0, int mt, int64_t g, float* out, int64_t ldo) { \
     static const tile_fn f[5] = {nullptr, TILE<1>, TILE<2>, TILE<3>, TILE<4>};                               \
@@ -231,6 +344,8 @@ FATHOM_QUANT_DISPATCH2(quant_avx2_q8_0, q8_0_tile)
 FATHOM_QUANT_DISPATCH2(quant_avx2_q4_0, q4_0_tile)
 FATHOM_QUANT_DISPATCH2(quant_avx2_q4_K, q4_K_tile)
 FATHOM_QUANT_DISPATCH2(quant_avx2_int8, int8_tile)
+FATHOM_QUANT_XT2(quant_avx2_q8_0_t, q8_0_xt)
+FATHOM_QUANT_XT2(quant_avx2_int8_t, int8_xt)
 
 }  // namespace fathom
 #endif  // !FATHOM_NO_X86
