@@ -99,7 +99,7 @@ export class QLinear extends Module {
   declare weight: Tensor;
   declare weight_scale: Tensor | null;
   declare bias: Tensor | null;
-  /** When set, output j is stored row outPerm[j] (a llama GGUF's Q/K rows stay in the file's order, zero-copy). */
+  /** When set, output j is stored row outPerm[j] (a llama GGUF's Q/K rows stay in the file's order, zero-copy; packing reorders them). */
   outPerm: Int32Array | null = null;
   private packed: object | null = null;
   private packedKey: [Backend, Tensor] | null = null;
@@ -118,9 +118,7 @@ export class QLinear extends Module {
   /** The weight in the backend's packed form, made on first use (again if the backend or the weight changed). */
   private packedFor(be: Backend): object {
     if (!this.packed || this.packedKey![0] !== be || this.packedKey![1] !== this.weight) {
-      const w = this.weight.contiguous();
-      this.packed = be.quantPack!(this.qtype, this.outFeatures, this.inFeatures, qbytes(w),
-        this.weight_scale ? (this.weight_scale.float().buffer() as Float32Array) : null);
+      this.packed = this.pack(be, qbytes(this.weight.contiguous()));
       this.packedKey = [be, this.weight];
     }
     return this.packed;
@@ -133,9 +131,22 @@ export class QLinear extends Module {
    */
   prepack(bytes: Uint8Array): void {
     const be = getBackend();
-    this.packed = be.quantPack!(this.qtype, this.outFeatures, this.inFeatures, bytes,
-      this.weight_scale ? (this.weight_scale.float().buffer() as Float32Array) : null);
+    this.packed = this.pack(be, bytes);
     this.packedKey = [be, this.weight];
+  }
+
+  /** Packs stored rows in output order (outPerm applied to the rows here, so products come out in order). */
+  private pack(be: Backend, bytes: Uint8Array): object {
+    const N = this.outFeatures, p = this.outPerm;
+    let scale = this.weight_scale ? (this.weight_scale.float().buffer() as Float32Array) : null;
+    if (p) {
+      const rb = bytes.length / N, rows = new Uint8Array(bytes.length);
+      if (!Number.isInteger(rb)) throw new ShapeError("QLinear", `${bytes.length} weight bytes do not split into ${N} rows`);
+      for (let j = 0; j < N; j++) rows.set(bytes.subarray(p[j] * rb, (p[j] + 1) * rb), j * rb);
+      bytes = rows;
+      if (scale) { const s = scale; scale = Float32Array.from(p, (r) => s[r]); }
+    }
+    return be.quantPack!(this.qtype, N, this.inFeatures, bytes, scale);
   }
 
   forward(x: Tensor): Tensor {
@@ -143,13 +154,8 @@ export class QLinear extends Module {
     if (x.shape[x.ndim - 1] !== K) throw new ShapeError("QLinear", `input [${x.shape.join(", ")}] does not end in ${K}`);
     const xf = (x.dtype === "f32" ? x : x.to("f32")).detach().contiguous();
     const M = xf.numel / K, be = getBackend();
-    let out = new Float32Array(M * N);
+    const out = new Float32Array(M * N);
     if (M > 0) be.quantMatmul!(M, xf.buffer() as Float32Array, this.packedFor(be), out);
-    if (this.outPerm) {
-      const p = this.outPerm, o2 = new Float32Array(M * N);
-      for (let m = 0; m < M; m++) for (let j = 0; j < N; j++) o2[m * N + j] = out[m * N + p[j]];
-      out = o2;
-    }
     let y = new Tensor(out, "f32", [...x.shape.slice(0, -1), N]);
     if (this.bias) y = y.add(this.bias.to("f32"));
     return x.dtype === "f32" ? y : y.to(x.dtype);
