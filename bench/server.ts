@@ -11,8 +11,10 @@ export interface ServerBenchOptions {
   model?: string; synthetic?: string; type?: BenchType;
   /** Concurrency levels (default 1, 4, 8, 16). */
   concurrency?: number[];
-  /** Tokens generated per request (EOS is banned so every request generates exactly this many). */
+  /** Tokens generated per request (EOS is banned so every request generates exactly this many; default 128). */
   maxTokens?: number;
+  /** Prompt length in tokens (default 32): distinct real-token prompts, sent as token ids so the count is exact. */
+  promptTokens?: number;
   /** Requests each client makes one after the other per level. */
   requestsPerClient?: number;
   /** Engine slots (default the largest concurrency). */
@@ -22,7 +24,7 @@ export interface ServerBenchOptions {
 }
 
 export interface ServerBenchRow { concurrency: number; tokens_per_s: number; ttft_p50_ms: number; ttft_p99_ms: number }
-export interface ServerBenchResult { model: string; max_batch: number; max_tokens: number; results: ServerBenchRow[] }
+export interface ServerBenchResult { model: string; max_batch: number; max_tokens: number; prompt_tokens: number; results: ServerBenchRow[] }
 
 const WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex bold zebras near old castle gates".split(" ");
 
@@ -60,7 +62,7 @@ export async function benchServer(o: ServerBenchOptions): Promise<ServerBenchRes
   if (!o.model && !o.synthetic) throw new FathomError("bench", "give a model (-m) or --synthetic <name>");
   const log = o.log ?? (() => {});
   const levels = o.concurrency ?? [1, 4, 8, 16];
-  const maxTokens = o.maxTokens ?? 32, perClient = o.requestsPerClient ?? 2;
+  const maxTokens = o.maxTokens ?? 128, promptTokens = o.promptTokens ?? 32, perClient = o.requestsPerClient ?? 2;
   const path = o.model ?? syntheticGGUF(o.synthetic!, o.type ?? "q8_0", log);
   const tok = loadTokenizer(path);
   const maxBatch = o.maxBatch ?? Math.max(...levels);
@@ -74,7 +76,11 @@ export async function benchServer(o: ServerBenchOptions): Promise<ServerBenchRes
     let seq = 0;
     const body = () => {
       const k = seq++;
-      const prompt = Array.from({ length: 12 }, (_, i) => WORDS[(k * 7 + i * 3) % WORDS.length]).join(" ") + ` #${k}`;   // distinct prompts: no prefix-cache shortcut
+      // distinct prompts (no prefix-cache shortcut) of exactly promptTokens real tokens of this model's tokenizer
+      let prompt: number[] = [];
+      for (let w = 0; prompt.length < promptTokens; w += 16)
+        prompt = prompt.concat(tok.encode(`#${k}.${w} ` + Array.from({ length: 16 }, (_, i) => WORDS[(k * 7 + (w + i) * 3) % WORDS.length]).join(" "), { addSpecialTokens: prompt.length === 0 }));
+      prompt = prompt.slice(0, promptTokens);
       return { model: "bench", prompt, max_tokens: maxTokens, temperature: 0.8, seed: k, ...(eos !== null ? { logit_bias: { [eos]: -100 } } : {}) };
     };
     await streamOnce(url, body());   // warm-up
@@ -98,12 +104,12 @@ export async function benchServer(o: ServerBenchOptions): Promise<ServerBenchRes
     await server.close();
     await engine.close();
   }
-  return { model: path, max_batch: maxBatch, max_tokens: maxTokens, results };
+  return { model: path, max_batch: maxBatch, max_tokens: maxTokens, prompt_tokens: promptTokens, results };
 }
 
 export function formatServerTable(r: ServerBenchResult): string {
   const base = r.results.find((x) => x.concurrency === 1)?.tokens_per_s;
-  const lines = [`server: ${r.model}, ${r.max_tokens} tokens per request, max batch ${r.max_batch}`, "streams   tokens/s   vs 1 stream   TTFT p50 ms   TTFT p99 ms"];
+  const lines = [`server: ${r.model}, prompts of ${r.prompt_tokens} tokens, ${r.max_tokens} tokens generated per request, max batch ${r.max_batch}`, "streams   tokens/s   vs 1 stream   TTFT p50 ms   TTFT p99 ms"];
   for (const x of r.results) {
     lines.push(`${String(x.concurrency).padStart(7)} ${x.tokens_per_s.toFixed(2).padStart(10)} ${(base ? (x.tokens_per_s / base).toFixed(2) + "×" : "n/a").padStart(13)} ${x.ttft_p50_ms.toFixed(1).padStart(13)} ${x.ttft_p99_ms.toFixed(1).padStart(13)}`);
   }

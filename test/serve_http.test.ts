@@ -259,3 +259,21 @@ test("fathom serve (the command): starts on a free port, answers, refuses a bad 
     assert.match(err, /stopping/);
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
+
+test("fathom bench server --synthetic tiny --json: the result shape (not timing)", async () => {
+  const p = spawn(process.execPath, ["--import", "tsx", "src/cli/run.ts", "bench", "server", "--synthetic", "tiny", "--concurrency", "1,3",
+    "--max-tokens", "4", "--prompt-tokens", "5", "--requests", "1", "--json"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "", err = "";
+  p.stdout.on("data", (c) => { out += c; });
+  p.stderr.on("data", (c) => { err += c; });
+  assert.equal(await new Promise((r) => p.on("exit", r)), 0, err);
+  const j = JSON.parse(out);
+  assert.equal(j.max_tokens, 4);
+  assert.equal(j.prompt_tokens, 5);
+  assert.deepEqual(j.results.map((r: { concurrency: number }) => r.concurrency), [1, 3]);
+  for (const row of j.results) {
+    assert.deepEqual(Object.keys(row).sort(), ["concurrency", "tokens_per_s", "ttft_p50_ms", "ttft_p99_ms"]);
+    for (const k of ["tokens_per_s", "ttft_p50_ms", "ttft_p99_ms"]) assert.ok(typeof row[k] === "number" && row[k] > 0, `${k} = ${row[k]}`);
+    assert.ok(row.ttft_p99_ms >= row.ttft_p50_ms);
+  }
+});

@@ -48,18 +48,19 @@ export function registerBench(program: Command): void {
     .option("--synthetic <name>", "a seeded random GGUF model (as in bench decode): tiny, llama-1b")
     .option("--type <type>", "weight type for --synthetic: q8_0, q4_0, q4_K, f32", "q8_0")
     .option("--concurrency <list>", "comma-separated numbers of concurrent streams", "1,4,8,16")
-    .option("--max-tokens <n>", "tokens generated per request", int("--max-tokens"), 32)
+    .option("--max-tokens <n>", "tokens generated per request", int("--max-tokens"), 128)
+    .option("--prompt-tokens <n>", "prompt length in tokens (distinct prompts, sent as token ids)", int("--prompt-tokens"), 32)
     .option("--requests <n>", "requests per client at each level", int("--requests"), 2)
     .option("--max-batch <n>", "engine slots (default: the largest concurrency)", int("--max-batch"))
     .option("--threads <n>", "compute threads (default: FATHOM_THREADS or all cores)", int("--threads"))
     .option("--json", "print {\"results\": [{\"concurrency\", \"tokens_per_s\", \"ttft_p50_ms\", \"ttft_p99_ms\"}]}")
     .addHelpText("after", "\nExamples:\n  fathom bench server --synthetic tiny\n  fathom bench server -m ./deepseek-coder-1.3b-instruct --max-tokens 64 --json")
-    .action(async (o: { model?: string; synthetic?: string; type: string; concurrency: string; maxTokens: number; requests: number; maxBatch?: number; threads?: number; json?: boolean }) => {
+    .action(async (o: { model?: string; synthetic?: string; type: string; concurrency: string; maxTokens: number; promptTokens: number; requests: number; maxBatch?: number; threads?: number; json?: boolean }) => {
       if (!["q8_0", "q4_0", "q4_K", "f32"].includes(o.type)) throw new FathomError("bench", `unknown type '${o.type}' (expected q8_0, q4_0, q4_K or f32)`);
       const levels = o.concurrency.split(",").map((v) => Number(v.trim()));
       if (!levels.length || levels.some((c) => !Number.isInteger(c) || c < 1 || c > 256)) throw new InvalidArgumentError(`--concurrency '${o.concurrency}' must list integers in [1, 256]`);
-      const r = await benchServer({ model: o.model, synthetic: o.synthetic, type: o.type as BenchType, concurrency: levels, maxTokens: o.maxTokens, requestsPerClient: o.requests,
+      const r = await benchServer({ model: o.model, synthetic: o.synthetic, type: o.type as BenchType, concurrency: levels, maxTokens: o.maxTokens, promptTokens: o.promptTokens, requestsPerClient: o.requests,
         maxBatch: o.maxBatch, threads: o.threads, log: o.json ? undefined : (s) => process.stderr.write(s + "\n") });
-      console.log(o.json ? JSON.stringify({ model: r.model, max_batch: r.max_batch, max_tokens: r.max_tokens, results: r.results }) : formatServerTable(r));
+      console.log(o.json ? JSON.stringify({ model: r.model, max_batch: r.max_batch, max_tokens: r.max_tokens, prompt_tokens: r.prompt_tokens, results: r.results }) : formatServerTable(r));
     });
 }
