@@ -116,12 +116,15 @@ describe("scheduler (continuous batching)", () => {
     const sink = new Sink(), s = new Scheduler(llama, { maxBatch: 1, maxQueue: 2, now: () => now });
     s.submit({ id: "a", promptIds: [1, 2], params: params({ maxTokens: 100 }), timeoutMs: 50 }, sink.for("a"));
     s.submit({ id: "b", promptIds: [1, 2], params: params(), timeoutMs: 10 }, sink.for("b"));
-    assert.throws(() => s.submit({ id: "c", promptIds: [1], params: params() }, sink.for("c")), (e: unknown) => e instanceof EngineBusyError && e.queueDepth === 2);
-    s.step();                                           // a starts, b waits
-    assert.equal(s.stats().queueDepth, 1);
+    s.submit({ id: "c", promptIds: [1, 2], params: params(), timeoutMs: 10 }, sink.for("c"));   // a takes the free slot: b, c wait
+    assert.throws(() => s.submit({ id: "d", promptIds: [1], params: params() }, sink.for("d")), (e: unknown) => e instanceof EngineBusyError && e.queueDepth === 2);
+    s.step();                                           // a starts, b and c wait
+    assert.equal(s.stats().queueDepth, 2);
     now += 20; s.step();
-    assert.equal(sink.done("b")!.reason, "timeout");
-    assert.equal(sink.done("b")!.completionTokens, 0);
+    for (const id of ["b", "c"]) {
+      assert.equal(sink.done(id)!.reason, "timeout");
+      assert.equal(sink.done(id)!.completionTokens, 0);
+    }
     now += 40; s.step();
     assert.equal(sink.done("a")!.reason, "timeout");
     assert.ok(sink.done("a")!.completionTokens >= 1);

@@ -182,6 +182,12 @@ test("CORS: off unless the origin is allowed; preflight answers with the allowed
   const pre = await fetch(`${s.url}/v1/chat/completions`, { method: "OPTIONS", headers: { Origin: "http://allowed.example", "Access-Control-Request-Method": "POST" } });
   assert.equal(pre.status, 204);
   assert.match(pre.headers.get("access-control-allow-headers") ?? "", /Authorization/);
+  // the headers a browser asks for (the openai client adds X-Stainless-*) are allowed when they are plain names
+  const asked = "authorization,content-type,x-stainless-os,x-stainless-retry-count";
+  const preClient = await fetch(`${s.url}/v1/chat/completions`, { method: "OPTIONS", headers: { Origin: "http://allowed.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": asked } });
+  assert.equal(preClient.headers.get("access-control-allow-headers"), asked);
+  const preOdd = await fetch(`${s.url}/v1/chat/completions`, { method: "OPTIONS", headers: { Origin: "http://allowed.example", "Access-Control-Request-Headers": "x-a; evil" } });
+  assert.equal(preOdd.headers.get("access-control-allow-headers"), "Authorization, Content-Type");
   const preEvil = await fetch(`${s.url}/v1/chat/completions`, { method: "OPTIONS", headers: { Origin: "http://evil.example" } });
   assert.equal(preEvil.headers.get("access-control-allow-origin"), null);
 });
@@ -220,6 +226,24 @@ test("/metrics is Prometheus text: HELP/TYPE per family, counters for requests a
   assert.ok(await metric(s.url, "fathom_kv_cache_tokens_capacity", AUTH) > 0);
 });
 
+test("a POST body must be JSON: text/plain (a cross-site form needs no preflight) gets 415", async () => {
+  const r = await raw("POST", "/v1/completions", JSON.stringify({ model: "tiny", prompt: "x", max_tokens: 1 }), { "Content-Type": "text/plain;charset=UTF-8" });
+  assert.equal(r.status, 415);
+  assert.equal(JSON.parse(r.body).error.code, "unsupported_media_type");
+  const ok = await raw("POST", "/v1/completions", JSON.stringify({ model: "tiny", prompt: "x", max_tokens: 1 }), { "Content-Type": "application/json; charset=utf-8" });
+  assert.equal(ok.status, 200);
+});
+
+test("--max-queue 0: requests take free slots, only waiting ones get 429", async () => {
+  const q = await startTiny({ maxBatch: 2, maxQueue: 0 });
+  try {
+    const body = JSON.stringify({ model: "tiny", prompt: "x", max_tokens: 2, n: 2 });
+    const one = await fetch(`${q.url}/v1/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body });
+    assert.equal(one.status, 200, await one.clone().text());
+    assert.equal((await one.json()).choices.length, 2);
+  } finally { await q.close(); }
+});
+
 test("a full queue answers 429 with an OpenAI error object", async () => {
   const q = await startTiny({ maxBatch: 1, maxQueue: 1 });
   try {
@@ -250,11 +274,12 @@ test("fathom serve (the command): starts on a free port, answers, refuses a bad 
       p.on("exit", () => reject(new Error(`serve exited: ${err}`)));
     });
     const name = dir.split("/").pop();
-    const r = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { Authorization: "Bearer k1" }, body: JSON.stringify({ model: name, messages: [{ role: "user", content: "hi" }], max_tokens: 3 }) });
-    assert.equal(r.status, 200);
-    assert.equal((await r.json()).choices[0].message.role, "assistant");
-    assert.equal((await fetch(`${url}/v1/models`)).status, 401);
-    p.kill("SIGTERM");
+    try {
+      const r = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { Authorization: "Bearer k1", "Content-Type": "application/json" }, body: JSON.stringify({ model: name, messages: [{ role: "user", content: "hi" }], max_tokens: 3 }) });
+      assert.equal(r.status, 200);
+      assert.equal((await r.json()).choices[0].message.role, "assistant");
+      assert.equal((await fetch(`${url}/v1/models`)).status, 401);
+    } finally { p.kill("SIGTERM"); }
     assert.equal(await new Promise((res) => p.on("exit", res)), 0);
     assert.match(err, /stopping/);
   } finally { rmSync(dir, { recursive: true, force: true }); }

@@ -57,7 +57,8 @@ export class ServeEngine implements Engine {
   private nextRid = 0;
   private latest: EngineStats;
   private closed = false;
-  private failure: string | null = null;
+  private failed: string | null = null;
+  get failure(): string | null { return this.failed; }
   private readonly exited: Promise<void>;
 
   private constructor(private readonly worker: Worker, readonly info: EngineInfo, private readonly maxQueue: number, maxBatch: number) {
@@ -102,7 +103,7 @@ export class ServeEngine implements Engine {
 
   /** Ends every outstanding sequence and embedding request (the worker is gone). */
   private fail(msg: string): void {
-    this.failure ??= msg;
+    this.failed ??= msg;
     for (const [id, h] of this.handlers) {
       try { h({ type: "done", id, reason: this.closed ? "cancelled" : "error", promptTokens: 0, completionTokens: 0, cachedTokens: 0, error: msg }); } catch { /* ignore */ }
     }
@@ -116,7 +117,9 @@ export class ServeEngine implements Engine {
   submit(req: GenerateRequest, onEvent: (e: EngineEvent) => void): void {
     if (this.failure || this.closed) throw new FathomError("serve", this.failure ?? "engine closed");
     if (this.handlers.has(req.id)) throw new FathomError("serve", `sequence id '${req.id}' is already in use`);
-    if (this.queued.size >= this.maxQueue) throw new EngineBusyError(this.queued.size);
+    // not yet started (as far as this thread knows) beyond the slots the worker last reported free = waiting
+    const waiting = this.queued.size - Math.max(0, this.latest.maxBatch - this.latest.active);
+    if (waiting >= this.maxQueue) throw new EngineBusyError(Math.max(0, waiting));
     this.handlers.set(req.id, onEvent);
     this.queued.add(req.id);
     this.send({ type: "submit", req, submittedAt: Date.now() });

@@ -74,6 +74,8 @@ export class EngineBusyError extends Error {
 /** What the HTTP side uses. The implementation runs the model in a worker thread. */
 export interface Engine {
   readonly info: EngineInfo;
+  /** Why the engine can no longer serve (its worker died), or null while it is healthy. */
+  readonly failure: string | null;
   /**
    * Queues a sequence. Events arrive through `onEvent` in order, ending with exactly one "done".
    * Throws EngineBusyError when the queue is full.

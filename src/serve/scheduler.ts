@@ -16,7 +16,7 @@ import { EngineBusyError, type EngineEvent, type EngineStats, type GenerateReque
 export interface SchedulerOptions {
   /** Sequences decoding at once (KV-cache slots); default 8. */
   maxBatch?: number;
-  /** Sequences waiting for a slot at most; submit throws EngineBusyError beyond. Default 64. */
+  /** Sequences waiting for a slot at most (beyond those free slots take at once); submit throws EngineBusyError beyond. Default 64. */
   maxQueue?: number;
   /** Context length per slot; default the model's max positions capped at 4096. */
   ctx?: number;
@@ -90,7 +90,9 @@ export class Scheduler {
 
   /** Queues a sequence; throws EngineBusyError when the queue is full. Invalid requests end at once with "error". */
   submit(req: GenerateRequest, emit: Emit, submittedAt = this.now()): void {
-    if (this.queue.length >= this.maxQueue) throw new EngineBusyError(this.queue.length);
+    // queued sequences take free slots at the next step; only those left over wait
+    const free = this.slots.reduce((n, x) => n + (x ? 0 : 1), 0);
+    if (this.queue.length - free >= this.maxQueue) throw new EngineBusyError(Math.max(0, this.queue.length - free));
     const p = req.params;
     const seq: Seq = {
       req, emit, deadline: req.timeoutMs !== undefined ? submittedAt + req.timeoutMs : Infinity,

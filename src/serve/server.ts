@@ -126,7 +126,11 @@ export class FathomServer {
 
     if (req.method === "OPTIONS") {
       if (!Object.keys(cors).length) { res.writeHead(204); res.end(); return; }
-      res.writeHead(204, { "Access-Control-Allow-Methods": "GET, POST, OPTIONS", "Access-Control-Allow-Headers": "Authorization, Content-Type", "Access-Control-Max-Age": "600" });
+      // Allow the headers the browser asks for (the openai client sends X-Stainless-* ones), when they are plain names.
+      const asked = req.headers["access-control-request-headers"];
+      const allow = typeof asked === "string" && /^[\w-]+(\s*,\s*[\w-]+)*$/.test(asked.trim()) ? asked.trim() : "Authorization, Content-Type";
+      res.writeHead(204, { "Access-Control-Allow-Methods": "GET, POST, OPTIONS", "Access-Control-Allow-Headers": allow, "Access-Control-Max-Age": "600",
+        Vary: "Origin, Access-Control-Request-Headers" });
       res.end();
       return;
     }
@@ -137,7 +141,11 @@ export class FathomServer {
       throw new ApiError(405, `${path} accepts ${want}, not ${req.method}`, "invalid_request_error", null, "method_not_allowed");
     }
     if (path === "/") { res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache" }); res.end(CHAT_PAGE_HTML); return; }
-    if (path === "/health") { sendJson(res, 200, { status: "ok", model: this.modelId, ...this.engine.stats() }); return; }
+    if (path === "/health") {
+      const failure = this.engine.failure;
+      sendJson(res, failure ? 503 : 200, { status: failure ? "error" : "ok", ...(failure ? { message: failure } : {}), model: this.modelId, ...this.engine.stats() });
+      return;
+    }
     if (this.key && !checkBearer(req.headers.authorization, this.key)) {
       throw new ApiError(401, "missing or wrong API key (send Authorization: Bearer <key>)", "invalid_request_error", null, "invalid_api_key");
     }
@@ -154,6 +162,9 @@ export class FathomServer {
       sendJson(res, 200, this.modelCard());
       return;
     }
+    // JSON only (as FastAPI does since 0.65.2): a cross-site form or text/plain POST cannot start work without a CORS preflight
+    if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(req.headers["content-type"] ?? ""))
+      throw new ApiError(415, "send the body as JSON (Content-Type: application/json)", "invalid_request_error", null, "unsupported_media_type");
     const body = parseJsonBody(await readBody(req, this.maxBody, this.bodyTimeout));
     if (path === "/v1/chat/completions") return this.chat(req, res, validate(ChatRequest, body));
     if (path === "/v1/completions") return this.completions(req, res, validate(CompletionRequest, body));
@@ -233,13 +244,18 @@ export class FathomServer {
     for (const r of results) this.metrics.promptTokens += r.promptTokens;
     const err = results.find((r) => r.engineReason === "error");
     if (err) throw new ApiError(500, `generation failed: ${err.error ?? "engine error"}`);
+    // timed out before its first token (waiting for a slot): not an (empty) answer
+    if (results.some((r) => r.engineReason === "timeout" && r.completionTokens === 0))
+      throw new ApiError(503, "the request timed out before generating (the server is busy); retry later", "server_error", null, "timeout");
     return results;
   }
 
-  private usage(results: SequenceResult[]) {
-    const prompt = results.length ? results[0].promptTokens : 0;
+  /** OpenAI usage: each distinct prompt counted once (results come as n copies per prompt), every completion token. */
+  private usage(results: SequenceResult[], n = results.length) {
+    const firsts = results.filter((_, i) => i % Math.max(n, 1) === 0);
+    const prompt = firsts.reduce((a, r) => a + r.promptTokens, 0), cached = firsts.reduce((a, r) => a + r.cachedTokens, 0);
     const completion = results.reduce((a, r) => a + r.completionTokens, 0);
-    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: results.length ? results[0].cachedTokens : 0 } };
+    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } };
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -365,9 +381,7 @@ export class FathomServer {
 
     if (!r.stream) {
       const results = await this.run(req, res, rid, specs);
-      const usage = this.usage(results);
-      usage.prompt_tokens = results.filter((_, i) => i % n === 0).reduce((a, x) => a + x.promptTokens, 0);
-      usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+      const usage = this.usage(results, n);
       sendJson(res, 200, {
         id: rid, object: "text_completion", created, model: this.modelId, system_fingerprint: "fathom",
         choices: results.map((x) => ({ index: x.index, text: echo(x.index) + x.text, logprobs: r.logprobs != null ? completionLogprobs(x.logprobs, 0) : null, finish_reason: x.finishReason })),
@@ -387,11 +401,11 @@ export class FathomServer {
     const results = await this.run(req, res, rid, specs, (d) => {
       begin();
       const lp = r.logprobs != null && d.logprobs.length ? completionLogprobs(d.logprobs, offsets[d.index]) : null;
-      offsets[d.index] += d.text.length;
+      for (const t of d.logprobs) offsets[d.index] += t.token.length;   // as the non-streamed text_offset counts
       chunk([{ index: d.index, text: d.text, logprobs: lp, finish_reason: null }]);
     }, begin);
     for (const x of results) chunk([{ index: x.index, text: "", logprobs: null, finish_reason: x.finishReason }]);
-    if (r.stream_options?.include_usage) chunk([], { usage: this.usage(results) });
+    if (r.stream_options?.include_usage) chunk([], { usage: this.usage(results, n) });
     sseData(res, "[DONE]");
     res.end();
   }
