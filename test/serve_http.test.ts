@@ -234,6 +234,15 @@ test("a POST body must be JSON: text/plain (a cross-site form needs no preflight
   assert.equal(ok.status, 200);
 });
 
+test("prompt + max_tokens beyond the context length is a 400 context_length_exceeded (as vLLM and OpenAI answer)", async () => {
+  const prompt = Array.from({ length: 1000 }, (_, i) => 3 + (i % 200));   // startTiny's context is 1024
+  const r = await raw("POST", "/v1/completions", JSON.stringify({ model: "tiny", prompt, max_tokens: 100 }));
+  assert.equal(r.status, 400);
+  assert.equal(JSON.parse(r.body).error.code, "context_length_exceeded");
+  const ok = await raw("POST", "/v1/completions", JSON.stringify({ model: "tiny", prompt, max_tokens: 24 }));
+  assert.equal(ok.status, 200, ok.body);
+});
+
 test("--max-queue 0: requests take free slots, only waiting ones get 429", async () => {
   const q = await startTiny({ maxBatch: 2, maxQueue: 0 });
   try {

@@ -58,8 +58,8 @@ test("the chat page: edited system prompt, streamed reply, Stop button", { skip:
   const api = await (await fetch(`${s.url}/v1/chat/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ...bodies[0], stream: false }) })).json();
   assert.equal(reply, api.choices[0].message.content);
 
-  // Stop: a long reply (EOS can still end it early, so ask for the context's worth) is cut by the button.
-  await page.fill("#max-tokens", "900");
+  // Stop: a long reply (EOS is banned below, and 600 tokens take seconds) is cut by the button.
+  await page.fill("#max-tokens", "600");   // prompt + max_tokens must fit the context of 1024
   await page.fill("#temperature", "1");
   // (The random tiny model may end a reply at once with EOS: for this request, the test bans EOS and fixes the seed.)
   await page.route("**/v1/chat/completions", (route) => route.continue({ postData: JSON.stringify({ ...JSON.parse(route.request().postData()!), seed: 3, logit_bias: { [s.ids.eos]: -100 } }) }));

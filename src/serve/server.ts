@@ -186,7 +186,8 @@ export class FathomServer {
     const ctx = this.engine.info.contextLength;
     if (promptLen >= ctx) throw new ApiError(400, `the prompt has ${promptLen} tokens; this model's context length is ${ctx}`, "invalid_request_error", "messages", "context_length_exceeded");
     if (promptLen === 0) throw badRequest("the prompt is empty", "prompt");
-    if (maxTokens > ctx) throw new ApiError(400, `max_tokens is ${maxTokens}; this model's context length is ${ctx}`, "invalid_request_error", "max_tokens", "context_length_exceeded");
+    if (promptLen + maxTokens > ctx) throw new ApiError(400, `the prompt (${promptLen} tokens) plus max_tokens (${maxTokens}) exceed this model's context length of ${ctx}`,
+      "invalid_request_error", "max_tokens", "context_length_exceeded");
     let logitBias: Record<number, number> | undefined;
     if (r.logit_bias) {
       logitBias = {};
