@@ -41,6 +41,16 @@ function flush(): void {
   events = []; started = [];
 }
 
+/** Embedding requests in arrival order; one forward pass of the first runs after each decode step. */
+const embeds: { rid: number; steps: ReturnType<Scheduler["embedSteps"]> }[] = [];
+function embedStep(): void {
+  const job = embeds[0];
+  try {
+    const r = job.steps.next();
+    if (r.done) { embeds.shift(); post({ type: "embedded", rid: job.rid, vectors: r.value }); }
+  } catch (e) { embeds.shift(); post({ type: "embedded", rid: job.rid, error: message(e) }); }
+}
+
 let closing = false;
 let wake: (() => void) | null = null;
 
@@ -55,10 +65,7 @@ function handle(m: MainToWorker): void {
       }
       break;
     case "cancel": sched.cancel(m.id); break;
-    case "embed":
-      try { post({ type: "embedded", rid: m.rid, vectors: sched.embed(m.inputs) }); }
-      catch (e) { post({ type: "embedded", rid: m.rid, error: message(e) }); }
-      break;
+    case "embed": embeds.push({ rid: m.rid, steps: sched.embedSteps(m.inputs) }); break;
     case "close": closing = true; sched.cancelAll("cancelled"); break;
   }
 }
@@ -71,8 +78,10 @@ if (loaded) port.on("message", (m: MainToWorker) => {
 
 async function loop(): Promise<void> {
   while (!closing) {
-    if (sched.hasWork()) {
-      try { sched.step(); } catch (e) { sched.cancelAll("error", `engine: ${message(e)}`); }
+    const work = sched.hasWork();
+    if (work || embeds.length) {
+      if (work) try { sched.step(); } catch (e) { sched.cancelAll("error", `engine: ${message(e)}`); }
+      if (embeds.length) embedStep();
       flush();
       await new Promise<void>((r) => setImmediate(r));       // let submit/cancel/embed messages in between steps
     } else await new Promise<void>((r) => { wake = r; });

@@ -265,6 +265,12 @@ export class Scheduler {
 
   /** Mean-pooled final hidden states (after the last norm), L2-normalised, one per input; one forward pass per chunk. */
   embed(inputs: number[][]): Float32Array[] {
+    const it = this.embedSteps(inputs);
+    for (;;) { const r = it.next(); if (r.done) return r.value; }
+  }
+
+  /** embed() one forward pass at a time: yields after each group, so the worker can run decode steps in between. */
+  *embedSteps(inputs: number[][]): IterableIterator<void, Float32Array[]> {
     for (const ids of inputs) {
       if (!ids.length) throw new FathomError("embed", "every input needs at least one token");
       if (ids.length > this.ctx) throw new FathomError("embed", `input of ${ids.length} tokens does not fit the context of ${this.ctx}`);
@@ -288,6 +294,7 @@ export class Scheduler {
         norm = Math.sqrt(norm) || 1;
         out.push(Float32Array.from(v, (x) => x / norm));
       }
+      if (i < inputs.length) yield;
     }
     return out;
   }
