@@ -86,7 +86,8 @@ void q8_0_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
   for (int i = 0; i < MT; i++) store_rows(out + (m0 + i) * ldo + g * QUANT_QG, acc[i], nr);
 }
 
-// ---- q4_0
+// ---- q4_0. The weight stream is prefetched into L2 only, PFD4 ahead (as the AVX-512 q4_0 kernel).
+constexpr int PFD4 = 16384;
 template <int MT>
 void q4_0_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, float* out, int64_t ldo) {
   const uint8_t* meta = p->data + g * p->group_bytes;
@@ -98,8 +99,8 @@ void q4_0_tile(const QuantPacked* p, const QuantX* x, int64_t m0, int64_t g, flo
   for (int i = 0; i < MT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* qb = qd + b * 256;
-    pf_lines<256>(qb + PFD);
-    _mm_prefetch(reinterpret_cast<const char*>(sc + 16 * b + 16 * (PFD / 256)), _MM_HINT_T0);
+    for (int o = 0; o < 256; o += 64) _mm_prefetch(reinterpret_cast<const char*>(qb + PFD4 + o), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(sc + 16 * b + 16 * (PFD4 / 256)), _MM_HINT_T1);
     for (int h = 0; h < 2; h++) {
       const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 16 * b + 8 * h)));
       __m256i lo[4], hi[4];
