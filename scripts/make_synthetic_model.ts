@@ -5,7 +5,7 @@ import type { DType } from "../src/index.js";
 import { SYNTHETIC } from "../bench/decode.js";
 
 const [dir, dtype = "f32"] = process.argv.slice(2);
-if (!dir) { console.error("usage: make_synthetic_model.ts DIR [f32|bf16]"); process.exit(2); }
+if (!dir || dir.startsWith("-") || !["f32", "bf16"].includes(dtype)) { console.error("usage: make_synthetic_model.ts DIR [f32|bf16]"); process.exit(2); }
 const s = SYNTHETIC["llama-1b"];                         // the same model `fathom bench decode --synthetic llama-1b` uses
 const config = {
   architectures: ["LlamaForCausalLM"], model_type: "llama", vocab_size: s.vocab, hidden_size: s.hidden, intermediate_size: s.ffn,
