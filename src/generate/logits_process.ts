@@ -70,12 +70,23 @@ function softmax(s: ArrayLike<number>): Float64Array {
 /** Nucleus: sorted ascending, drops tokens whose cumulative probability is ≤ 1 − top_p (keeping at least minKeep). */
 export function topP(s: Scores, p: number, minKeep = 1): void {
   if (p >= 1) return;
-  const order = Array.from(s.keys()).sort((a, b) => s[a] - s[b] || a - b);
-  const probs = softmax(order.map((i) => s[i]));
-  let cum = 0;
-  for (let r = 0; r < order.length - minKeep; r++) {
+  // The cumulative mass only grows, so the dropped tokens are a prefix of the ascending order: find its last value with
+  // a numeric sort of the values (no index sort), then drop everything below it and, among the tokens equal to it, the
+  // lowest indices first (ties sort by index).
+  const sorted = Float64Array.from(s).sort();
+  const probs = softmax(sorted);
+  let cum = 0, cut = -1;
+  for (let r = 0; r < sorted.length - minKeep; r++) {
     cum += probs[r];
-    if (cum <= 1 - p) s[order[r]] = -Infinity;
+    if (cum <= 1 - p) cut = r; else break;
+  }
+  if (cut < 0) return;
+  const t = sorted[cut];
+  let ties = 0;
+  for (let r = cut; r >= 0 && sorted[r] === t; r--) ties++;
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] < t) s[i] = -Infinity;
+    else if (s[i] === t && ties > 0) { s[i] = -Infinity; ties--; }
   }
 }
 
