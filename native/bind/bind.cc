@@ -71,4 +71,36 @@ void set_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Functio
   exports.Set(name, Napi::Function::New(env, cb, name));
 }
 
+namespace {
+void finalize_packed(napi_env env, void* data, void* hint) {
+  const PackedKind* kind = static_cast<const PackedKind*>(hint);
+  int64_t change = 0;
+  napi_adjust_external_memory(env, -static_cast<int64_t>(kind->bytes(data)), &change);
+  kind->free(data);
+}
+}  // namespace
+
+Napi::Object wrap_packed(Napi::Env env, const char* op, const PackedKind& kind, void* p,
+                         const std::initializer_list<Napi::PropertyDescriptor>& props) {
+  Napi::Object o = Napi::Object::New(env);
+  if (napi_type_tag_object(env, o, &kind.tag) != napi_ok ||
+      napi_wrap(env, o, p, finalize_packed, const_cast<PackedKind*>(&kind), nullptr) != napi_ok) {
+    kind.free(p);
+    throw Napi::Error::New(env, std::string("[") + op + "] could not wrap the packed matrix");
+  }
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(kind.bytes(p)));
+  o.DefineProperties(props);
+  o.Freeze();
+  return o;
+}
+
+const void* packed_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const PackedKind& kind) {
+  bool tagged = false;
+  if (i < info.Length() && info[i].IsObject()) napi_check_object_type_tag(info.Env(), info[i], &kind.tag, &tagged);
+  if (!tagged) throw_arg(info, op, "argument " + std::to_string(i) + " must be " + kind.what);
+  void* raw = nullptr;
+  if (napi_unwrap(info.Env(), info[i], &raw) != napi_ok || !raw) throw_arg(info, op, "argument " + std::to_string(i) + " is not a live packed matrix");
+  return raw;
+}
+
 }  // namespace fathom

@@ -4,6 +4,7 @@
 #pragma once
 #include <napi.h>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 namespace fathom {
@@ -31,5 +32,19 @@ double num_arg(const Napi::CallbackInfo& info, size_t i, const char* op);
 bool bool_arg(const Napi::CallbackInfo& info, size_t i, const char* op);
 
 void set_fn(Napi::Env env, Napi::Object exports, const char* name, Napi::Function::Callback cb);
+
+// A kind of native object (a packed weight) owned by a frozen, type-tagged JS object: `free` runs when that object is
+// collected, and V8 is told of its `bytes` as external memory for as long as it lives.
+struct PackedKind {
+  napi_type_tag tag;
+  const char* what;                 // for errors: "a packed matrix made by packB"
+  size_t (*bytes)(const void* p);
+  void (*free)(void* p);
+};
+// Wraps p (freed here if wrapping fails) with the given read-only properties.
+Napi::Object wrap_packed(Napi::Env env, const char* op, const PackedKind& kind, void* p,
+                         const std::initializer_list<Napi::PropertyDescriptor>& props);
+// The live object of `kind` at argument i (a TypeError naming the argument otherwise).
+const void* packed_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const PackedKind& kind);
 
 }  // namespace fathom

@@ -11,7 +11,9 @@ namespace {
 constexpr int64_t MAX_DIM = 0x7fffffff;
 constexpr int64_t MAX_LD = (int64_t(1) << 53) - 1;
 
-const napi_type_tag kPackedTag = {0x8f3c2a1d5e6b4c70ULL, 0x1b2e9d47a6c3f580ULL};
+const PackedKind kPacked = {{0x8f3c2a1d5e6b4c70ULL, 0x1b2e9d47a6c3f580ULL}, "a packed matrix made by packB",
+                            [](const void* p) { return static_cast<const GemmPackedB*>(p)->bytes; },
+                            [](void* p) { gemm_packed_free(static_cast<GemmPackedB*>(p)); }};
 
 std::string s(int64_t v) { return std::to_string(v); }
 
@@ -87,13 +89,6 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-void FinalizePacked(napi_env env, void* data, void*) {
-  GemmPackedB* p = static_cast<GemmPackedB*>(data);
-  int64_t change = 0;
-  napi_adjust_external_memory(env, -static_cast<int64_t>(p->bytes), &change);
-  gemm_packed_free(p);
-}
-
 Napi::Value PackB(const Napi::CallbackInfo& info) {
   const char* op = "pack_b";
   Napi::Env env = info.Env();
@@ -112,20 +107,12 @@ Napi::Value PackB(const Napi::CallbackInfo& info) {
               "K=" + s(K) + ", N=" + s(N) + ", ldb=" + s(ldb) + (tB ? ", transB" : ""));
   GemmPackedB* p = gemm_pack_b(bf16, K, N, B, ldb, tB);
   if (!p) throw Napi::Error::New(env, "[pack_b] out of memory packing " + s(K) + "x" + s(N));
-  Napi::Object o = Napi::Object::New(env);
-  if (napi_type_tag_object(env, o, &kPackedTag) != napi_ok || napi_wrap(env, o, p, FinalizePacked, nullptr, nullptr) != napi_ok) {
-    gemm_packed_free(p);
-    throw Napi::Error::New(env, "[pack_b] could not wrap the packed matrix");
-  }
-  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(p->bytes));
-  o.DefineProperties({
+  return wrap_packed(env, op, kPacked, p, {
       Napi::PropertyDescriptor::Value("dtype", Napi::String::New(env, dt), napi_enumerable),
       Napi::PropertyDescriptor::Value("K", Napi::Number::New(env, static_cast<double>(K)), napi_enumerable),
       Napi::PropertyDescriptor::Value("N", Napi::Number::New(env, static_cast<double>(N)), napi_enumerable),
       Napi::PropertyDescriptor::Value("isa", Napi::String::New(env, isa_name(static_cast<Isa>(p->isa))), napi_enumerable),
   });
-  o.Freeze();
-  return o;
 }
 
 Napi::Value GemmPacked(const Napi::CallbackInfo& info) {
@@ -135,12 +122,7 @@ Napi::Value GemmPacked(const Napi::CallbackInfo& info) {
   const int64_t M = int_arg(info, 0, op, 0, MAX_DIM);
   const int64_t lda = int_arg(info, 2, op, 0, MAX_LD);
   const bool tA = bool_arg(info, 3, op);
-  bool tagged = false;
-  if (info[4].IsObject()) napi_check_object_type_tag(env, info[4], &kPackedTag, &tagged);
-  if (!tagged) throw_arg(info, op, "argument 4 must be a packed matrix made by packB");
-  void* raw = nullptr;
-  if (napi_unwrap(env, info[4], &raw) != napi_ok || !raw) throw_arg(info, op, "argument 4 is not a live packed matrix");
-  const GemmPackedB* p = static_cast<const GemmPackedB*>(raw);
+  const GemmPackedB* p = static_cast<const GemmPackedB*>(packed_arg(info, 4, op, kPacked));
   const int64_t K = p->K, N = p->N;
   const void* A;
   if (p->dtype) {

@@ -10,16 +10,11 @@ namespace {
 
 constexpr int64_t MAX_DIM = 0x7fffffff;
 
-const napi_type_tag kQuantTag = {0x5d1e73a0c4b2f981ULL, 0x2a6c8e04f7b3d15cULL};
+const PackedKind kQuant = {{0x5d1e73a0c4b2f981ULL, 0x2a6c8e04f7b3d15cULL}, "a packed quantized matrix made by quantPack",
+                           [](const void* p) { return static_cast<const QuantPacked*>(p)->bytes; },
+                           [](void* p) { quant_packed_free(static_cast<QuantPacked*>(p)); }};
 
 std::string s(int64_t v) { return std::to_string(v); }
-
-void FinalizeQuant(napi_env env, void* data, void*) {
-  QuantPacked* p = static_cast<QuantPacked*>(data);
-  int64_t change = 0;
-  napi_adjust_external_memory(env, -static_cast<int64_t>(p->bytes), &change);
-  quant_packed_free(p);
-}
 
 Napi::Value QuantPack(const Napi::CallbackInfo& info) {
   const char* op = "quant_pack";
@@ -59,21 +54,13 @@ Napi::Value QuantPack(const Napi::CallbackInfo& info) {
   }
   QuantPacked* p = quant_pack(kind, N, K, data, scales);
   if (!p) throw Napi::Error::New(env, "[quant_pack] out of memory packing " + t + " " + s(N) + "x" + s(K));
-  Napi::Object o = Napi::Object::New(env);
-  if (napi_type_tag_object(env, o, &kQuantTag) != napi_ok || napi_wrap(env, o, p, FinalizeQuant, nullptr, nullptr) != napi_ok) {
-    quant_packed_free(p);
-    throw Napi::Error::New(env, "[quant_pack] could not wrap the packed matrix");
-  }
-  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(p->bytes));
-  o.DefineProperties({
+  return wrap_packed(env, op, kQuant, p, {
       Napi::PropertyDescriptor::Value("type", Napi::String::New(env, t), napi_enumerable),
       Napi::PropertyDescriptor::Value("N", Napi::Number::New(env, static_cast<double>(N)), napi_enumerable),
       Napi::PropertyDescriptor::Value("K", Napi::Number::New(env, static_cast<double>(K)), napi_enumerable),
       Napi::PropertyDescriptor::Value("isa", Napi::String::New(env, isa_name(static_cast<Isa>(p->isa))), napi_enumerable),
       Napi::PropertyDescriptor::Value("bytes", Napi::Number::New(env, static_cast<double>(p->bytes)), napi_enumerable),
   });
-  o.Freeze();
-  return o;
 }
 
 Napi::Value QuantMatmul(const Napi::CallbackInfo& info) {
@@ -81,12 +68,7 @@ Napi::Value QuantMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4) throw_arg(info, op, "expects 4 arguments (M, x, packed, out), got " + s(static_cast<int64_t>(info.Length())));
   const int64_t M = int_arg(info, 0, op, 0, MAX_DIM);
-  bool tagged = false;
-  if (info[2].IsObject()) napi_check_object_type_tag(env, info[2], &kQuantTag, &tagged);
-  if (!tagged) throw_arg(info, op, "argument 2 must be a packed quantized matrix made by quantPack");
-  void* raw = nullptr;
-  if (napi_unwrap(env, info[2], &raw) != napi_ok || !raw) throw_arg(info, op, "argument 2 is not a live packed matrix");
-  const QuantPacked* p = static_cast<const QuantPacked*>(raw);
+  const QuantPacked* p = static_cast<const QuantPacked*>(packed_arg(info, 2, op, kQuant));
   if (!quant_packed_compatible(p))
     throw_arg(info, op, std::string("the packed matrix was made for the '") + isa_name(static_cast<Isa>(p->isa)) +
                             "' code path but the current path is '" + isa_name(current_isa()) + "'; call quantPack again");
