@@ -127,20 +127,13 @@ function bufView(buf: Tensor, T: number): Tensor {
 const padTo32 = (d: number) => Math.ceil(d / 32) * 32;
 const q8RowBytes = (d: number) => (padTo32(d) / 32) * 34;
 
-/** A q8 store of the same rows with room for `cap` positions per (b, h). */
-function q8Grow(s: Q8Store, cap: number): Q8Store {
-  const rb = q8RowBytes(s.d), blocks = new Uint8Array(s.B * s.H * cap * rb);
-  for (let bh = 0; bh < s.B * s.H; bh++) blocks.set(s.blocks.subarray(bh * s.cap * rb, (bh * s.cap + s.T) * rb), bh * cap * rb);
-  return { ...s, cap, blocks };
-}
-
 function q8Append(prev: Q8Store | undefined, t: Tensor, capHint?: number): Q8Store {
   const [B, H, Tn, d] = t.shape, rb = q8RowBytes(d), dp = padTo32(d);
   const x = t.float().contiguous().buffer() as Float32Array, row = new Float32Array(dp);
   const T0 = prev?.T ?? 0, T = T0 + Tn;
   let s: Q8Store;
   if (prev && prev.cap >= T) s = { ...prev, T };
-  else if (prev) s = { ...q8Grow(prev, capHint !== undefined ? Math.max(T, 2 * prev.cap) : T), T };
+  else if (prev) s = { ...q8Copy(prev, T0, undefined, capHint !== undefined ? Math.max(T, 2 * prev.cap) : T), T };   // grown
   else { const cap = Math.max(T, capHint ?? 0); s = { B, H, T, cap, d, blocks: new Uint8Array(B * H * cap * rb) }; }
   for (let bh = 0; bh < B * H; bh++) {
     for (let i = 0; i < Tn; i++) {
