@@ -55,6 +55,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const bool tB = bool_arg(info, 11, op);
   const int64_t sC = int_arg(info, 13, op, 0, MAX_LD), ldc = int_arg(info, 14, op, 0, MAX_LD);
   const double alpha = num_arg(info, 15, op), beta = num_arg(info, 16, op);
+  // optional 18th argument: row-invariant (each row's result independent of M)
+  const bool rowwise = info.Length() > 17 && !info[17].IsUndefined() && bool_arg(info, 17, op);
   // Types first (need 0), then lengths with a precise message.
   const void *A, *B;
   if (BF16) { A = u16_arg(info, 4, op, 0); B = u16_arg(info, 8, op, 0); }
@@ -82,10 +84,10 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   if (!work) return info.Env().Undefined();
   if (BF16)
     gemm_bf16(batch, M, N, K, static_cast<const uint16_t*>(A), sA, lda, tA, static_cast<const uint16_t*>(B), sB, ldb, tB,
-              C, sC, ldc, static_cast<float>(alpha), static_cast<float>(beta));
+              C, sC, ldc, static_cast<float>(alpha), static_cast<float>(beta), rowwise);
   else
     gemm_f32(batch, M, N, K, static_cast<const float*>(A), sA, lda, tA, static_cast<const float*>(B), sB, ldb, tB, C,
-             sC, ldc, static_cast<float>(alpha), static_cast<float>(beta));
+             sC, ldc, static_cast<float>(alpha), static_cast<float>(beta), rowwise);
   return info.Env().Undefined();
 }
 

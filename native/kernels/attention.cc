@@ -35,20 +35,6 @@ void scores_scalar(const float* A, int64_t lda, int nrows, int K, const float* B
   }
 }
 
-void scores_direct_scalar(const float* A, int64_t lda, int nrows, int K, const float* Kr, int64_t ldk, int nk,
-                          float* C, float scale) {
-  for (int r = 0; r < nrows; r++) {
-    const float* a = A + r * lda;
-    for (int j = 0; j < nk; j++) {
-      const float* k = Kr + j * ldk;
-      float acc = 0.f;
-      for (int d = 0; d < K; d++) acc += a[d] * k[d];
-      C[r * BK + j] = acc * scale;
-    }
-    for (int j = nk; j < BK; j++) C[r * BK + j] = 0.f;
-  }
-}
-
 void pack_t_scalar(const float* src, int64_t ld, int nk, int64_t D, float* Kt) {
   for (int64_t d = 0; d < D; d++) {
     float* dst = Kt + d * BK;
@@ -115,7 +101,7 @@ void ds_rows_scalar(const float* P, float* dP, int nrows, const float* Di) {
     for (int c = 0; c < BK; c++) dP[r * BK + c] = P[r * BK + c] * (dP[r * BK + c] - Di[r]);
 }
 
-const AttnKernels attn_kernels_scalar = {scores_scalar, scores_direct_scalar, pack_t_scalar, gemm_acc_scalar, softmax_scalar, exp_rows_scalar,
+const AttnKernels attn_kernels_scalar = {scores_scalar, pack_t_scalar, gemm_acc_scalar, softmax_scalar, exp_rows_scalar,
                                          ds_rows_scalar};
 
 const AttnKernels& kernels() {
@@ -246,17 +232,36 @@ int64_t key_end(const AttnArgs& a, const RowBlock& rb) {
   return e < a.Tk ? e : a.Tk;
 }
 
-// At most this many rows: scores straight from row-major keys instead of a transposed tile.
-constexpr int DIRECT_ROWS = 8;
-
-// S = scale * A . K_tile^T for rows of A (lda = K), keys kp[j*ldk .. +K) for j < nk; Kt is scratch [K][64].
+// S = scale * A . K_tile^T for rows of A (lda = K), keys kp[j*ldk .. +K) for j < nk; Kt is scratch [K][64]. Always
+// through a transposed tile, so every score is one FMA chain over d in order whatever the number of rows (a dot-product
+// kernel for few rows would sum in another order: decode and prefill would differ in the last bits).
 void tile_scores(const AttnKernels& KN, const float* A, int nrows, int64_t K, const float* kp, int64_t ldk, int nk,
                  float* Kt, float* S, float scale) {
-  if (nrows <= DIRECT_ROWS) {
-    KN.scores_direct(A, K, nrows, static_cast<int>(K), kp, ldk, nk, S, scale);
-  } else {
-    KN.pack_t(kp, ldk, nk, K, Kt);
-    KN.scores(A, K, nrows, static_cast<int>(K), Kt, S, scale);
+  KN.pack_t(kp, ldk, nk, K, Kt);
+  KN.scores(A, K, nrows, static_cast<int>(K), Kt, S, scale);
+}
+
+// Merges a key chunk's online-softmax state (Oc, mc, lc) into a running one (O, m, l), row by row: M = max(m, mc),
+// l = l e^(m - M) + lc e^(mc - M), O likewise. A chunk a row saw nothing of (mc = -inf) changes nothing; into an empty
+// running state the chunk is copied. The one merge used by both the in-task and the split paths (same arithmetic).
+void merge_chunk(int nq, int64_t Dv, int64_t dvp, float* O, float* m, float* l, const float* Oc, const float* mc,
+                 const float* lc) {
+  for (int r = 0; r < nq; r++) {
+    const float mcr = mc[r];
+    if (mcr == NEG_INF) continue;
+    float* o = O + r * dvp;
+    const float* oc = Oc + r * dvp;
+    if (m[r] == NEG_INF) {
+      m[r] = mcr;
+      l[r] = lc[r];
+      std::memcpy(o, oc, sizeof(float) * Dv);
+      continue;
+    }
+    const float M = m[r] > mcr ? m[r] : mcr;
+    const float wa = std::exp(m[r] - M), wb = std::exp(mcr - M);
+    m[r] = M;
+    l[r] = l[r] * wa + lc[r] * wb;
+    for (int64_t x = 0; x < Dv; x++) o[x] = o[x] * wa + oc[x] * wb;
   }
 }
 
@@ -281,22 +286,21 @@ static bool attention_forward_impl(const AttnArgs& a) {
   const int64_t R = group * a.Tq;  // rows per kv head
   const int64_t nrb = (R + BQ - 1) / BQ;
   const int64_t nblk = a.B * a.Hkv * nrb;
-  // Key splits: when the row blocks cannot keep the threads busy (decode), each block's key blocks are cut into
-  // `nsplit` ranges with their own (m, l, O), merged in order below.
+  // Keys fall into chunks of CHUNK_BLOCKS key blocks at fixed absolute positions. Each chunk gets its own
+  // online-softmax state and the chunks merge in order (merge_chunk), whether one task walks them all or, when the row
+  // blocks cannot keep the threads busy (decode), tasks take (row block, chunk) pairs and the merge runs afterwards:
+  // a row's output depends only on its query, the keys it may see and their values -- not on how many rows or threads
+  // there are (decode equals prefill bit for bit).
+  const int64_t nkb_all = (a.Tk + BK - 1) / BK;
+  const int64_t nch = (nkb_all + ATTN_CHUNK_BLOCKS - 1) / ATTN_CHUNK_BLOCKS;
   const int64_t threads = num_threads();
-  int64_t nsplit = 1;
-  if (threads > 1 && nblk < 2 * threads) {
-    nsplit = (4 * threads + nblk - 1) / nblk;
-    const int64_t nkb = (a.Tk + BK - 1) / BK;
-    if (nsplit > nkb) nsplit = nkb;
-    if (nsplit < 1) nsplit = 1;
-  }
+  const bool split = threads > 1 && nblk < 2 * threads && nch > 1;
   const int64_t part_stride = BQ * (dvp + 2);  // O [BQ][dvp], m [BQ], l [BQ]
   float* part = nullptr;
-  if (nsplit > 1 && !(part = reserve(t_partials, static_cast<size_t>(nblk * nsplit * part_stride)))) return false;
+  if (split && !(part = reserve(t_partials, static_cast<size_t>(nblk * nch * part_stride)))) return false;
   std::atomic<bool> failed{false};
-  parallel_for(nblk * nsplit, 1, [&](int64_t t0, int64_t t1) {
-    Scratch sc(BK * D + BQ * D + (vdirect ? 0 : BK * dvp) + BQ * BK + BQ * dvp + 3 * BQ + sizeof(RowBlock) / sizeof(float) + 1);
+  parallel_for(split ? nblk * nch : nblk, 1, [&](int64_t t0, int64_t t1) {
+    Scratch sc(BK * D + BQ * D + (vdirect ? 0 : BK * dvp) + BQ * BK + 2 * BQ * dvp + 5 * BQ + sizeof(RowBlock) / sizeof(float) + 1);
     if (!sc.base) { failed = true; return; }
     float* Kt = sc.take(BK * D);
     float* Qp = sc.take(BQ * D);
@@ -305,10 +309,13 @@ static bool attention_forward_impl(const AttnArgs& a) {
     float* O = sc.take(BQ * dvp);
     float* m = sc.take(BQ);
     float* l = sc.take(BQ);
+    float* Oc = sc.take(BQ * dvp);
+    float* mc = sc.take(BQ);
+    float* lc = sc.take(BQ);
     float* alpha = sc.take(BQ);
     RowBlock* rb = new (sc.take(sizeof(RowBlock) / sizeof(float) + 1)) RowBlock;
     for (int64_t t = t0; t < t1; t++) {
-      const int64_t blk_id = t / nsplit, split = t % nsplit;
+      const int64_t blk_id = split ? t / nch : t;
       const int64_t blk = blk_id % nrb, bkv = blk_id / nrb, kvh = bkv % a.Hkv, b = bkv / a.Hkv;
       const int64_t r0 = blk * BQ;
       const int nq = static_cast<int>(R - r0 < BQ ? R - r0 : BQ);
@@ -316,34 +323,38 @@ static bool attention_forward_impl(const AttnArgs& a) {
       const float* qp = gather_rows(*rb, a.q, D, Qp);
       const float* kp = a.k + b * a.ks[0] + kvh * a.ks[1];
       const float* vp = a.v + b * a.vs[0] + kvh * a.vs[1];
-      float* Ot = O;
-      float* mt = m;
-      float* lt = l;
-      if (part) {
-        Ot = part + t * part_stride;
-        mt = Ot + BQ * dvp;
-        lt = mt + BQ;
-      }
-      for (int r = 0; r < nq; r++) { mt[r] = NEG_INF; lt[r] = 0.f; }
-      std::memset(Ot, 0, sizeof(float) * nq * dvp);
       const int64_t kend = key_end(a, *rb);
       const int64_t nkb = (kend + BK - 1) / BK;
-      const int64_t kb_lo = split * nkb / nsplit, kb_hi = (split + 1) * nkb / nsplit;
-      for (int64_t kb = kb_lo; kb < kb_hi; kb++) {
-        const int64_t kb0 = kb * BK;
-        const int nk = static_cast<int>(kend - kb0 < BK ? kend - kb0 : BK);
-        tile_scores(K, qp, nq, D, kp + kb0 * a.ks[2], a.ks[2], nk, Kt, S, a.scale);
-        mask_tile(a, S, *rb, b, kb0, nk);
-        K.softmax(S, nq, mt, lt, alpha);
-        const float* X = vp + kb0 * a.vs[2];
-        if (!vdirect) { pack_rows(X, a.vs[2], Dv, nk, dvp, Vp); X = Vp; }
-        K.gemm_acc(S, BK, 1, nq, nk, X, dvp, Ot, alpha);
+      const int64_t c_lo = split ? t % nch : 0;
+      const int64_t c_hi = split ? c_lo + 1 : (nkb + ATTN_CHUNK_BLOCKS - 1) / ATTN_CHUNK_BLOCKS;
+      for (int64_t c = c_lo; c < c_hi; c++) {
+        // the first chunk of a task runs in the running state itself (merging into an empty state is a copy)
+        float *Ot = c == c_lo ? O : Oc, *mt = c == c_lo ? m : mc, *lt = c == c_lo ? l : lc;
+        if (split) {
+          Ot = part + t * part_stride;
+          mt = Ot + BQ * dvp;
+          lt = mt + BQ;
+        }
+        for (int r = 0; r < nq; r++) { mt[r] = NEG_INF; lt[r] = 0.f; }
+        std::memset(Ot, 0, sizeof(float) * nq * dvp);
+        const int64_t kb_hi = (c + 1) * ATTN_CHUNK_BLOCKS < nkb ? (c + 1) * ATTN_CHUNK_BLOCKS : nkb;
+        for (int64_t kb = c * ATTN_CHUNK_BLOCKS; kb < kb_hi; kb++) {
+          const int64_t kb0 = kb * BK;
+          const int nk = static_cast<int>(kend - kb0 < BK ? kend - kb0 : BK);
+          tile_scores(K, qp, nq, D, kp + kb0 * a.ks[2], a.ks[2], nk, Kt, S, a.scale);
+          mask_tile(a, S, *rb, b, kb0, nk);
+          K.softmax(S, nq, mt, lt, alpha);
+          const float* X = vp + kb0 * a.vs[2];
+          if (!vdirect) { pack_rows(X, a.vs[2], Dv, nk, dvp, Vp); X = Vp; }
+          K.gemm_acc(S, BK, 1, nq, nk, X, dvp, Ot, alpha);
+        }
+        if (!split && c != c_lo) merge_chunk(nq, Dv, dvp, O, m, l, Oc, mc, lc);
       }
-      if (!part) finish_rows(a, *rb, Ot, dvp, mt, lt);
+      if (!split) finish_rows(a, *rb, O, dvp, m, l);
     }
   });
-  if (part && !failed) {
-    // Merge the ranges of each block in order: M = max m_s, l = sum l_s e^(m_s - M), O = sum O_s e^(m_s - M).
+  if (split && !failed) {
+    // Each block's chunks merged in order, as the in-task path does.
     Scratch sc(BQ * dvp + 2 * BQ + sizeof(RowBlock) / sizeof(float) + 1);
     if (!sc.base) {
       failed = true;
@@ -357,29 +368,11 @@ static bool attention_forward_impl(const AttnArgs& a) {
         const int64_t r0 = blk * BQ;
         const int nq = static_cast<int>(R - r0 < BQ ? R - r0 : BQ);
         make_rows(a, b, kvh, group, r0, nq, *rb);
-        const float* p0 = part + blk_id * nsplit * part_stride;
-        for (int r = 0; r < nq; r++) {
-          float M = NEG_INF;
-          for (int64_t s = 0; s < nsplit; s++) {
-            const float ms = p0[s * part_stride + BQ * dvp + r];
-            M = ms > M ? ms : M;
-          }
-          float* o = O + r * dvp;
-          std::memset(o, 0, sizeof(float) * dvp);
-          float L = 0.f;
-          if (M != NEG_INF) {
-            for (int64_t s = 0; s < nsplit; s++) {
-              const float* ps = p0 + s * part_stride;
-              const float ms = ps[BQ * dvp + r];
-              if (ms == NEG_INF) continue;
-              const float w = std::exp(ms - M);
-              L += ps[BQ * dvp + BQ + r] * w;
-              const float* os = ps + r * dvp;
-              for (int64_t x = 0; x < Dv; x++) o[x] += w * os[x];
-            }
-          }
-          m[r] = M;
-          l[r] = L;
+        for (int r = 0; r < nq; r++) { m[r] = NEG_INF; l[r] = 0.f; }
+        std::memset(O, 0, sizeof(float) * nq * dvp);
+        for (int64_t c = 0; c < nch; c++) {
+          const float* ps = part + (blk_id * nch + c) * part_stride;
+          merge_chunk(nq, Dv, dvp, O, m, l, ps, ps + BQ * dvp, ps + BQ * dvp + BQ);
         }
         finish_rows(a, *rb, O, dvp, m, l);
       }

@@ -7,9 +7,11 @@
 // causal: key j allowed only if j <= i + q_offset; boolean mask: nonzero = attend. Mask element (b,h,i,j) at
 // b*ms[0] + h*ms[1] + i*ms[2] + j*ms[3]. A query with no allowed key gets out = 0, lse = -inf, zero grads.
 //
-// Decode (few query rows per kv head, fewer (b, kv head) pairs than 2 x threads) splits each row block's keys into
-// up to 4 x threads / pairs ranges of whole key blocks; each range keeps its own online-softmax state (m, l, O)
-// and the ranges merge in order afterwards (deterministic).
+// Batch invariance: keys are taken in chunks of ATTN_CHUNK_BLOCKS x 64 at fixed absolute positions; each chunk keeps
+// its own online-softmax state (m, l, O) and the chunks merge in order. Decode (few query rows per kv head, fewer
+// row blocks than 2 x threads) runs the chunks as separate tasks and merges afterwards with the same arithmetic, so
+// a row's output is the same bits whatever Tq, the other rows or the thread count (a decode step equals the prefill
+// of the same position).
 //
 // Design: the driver (attention.cc, baseline code) tiles keys into blocks of ATTN_BK = 64 and query rows into
 // blocks of 64 (for GQA the query heads sharing a kv head are interleaved into one row block, so a K/V tile
@@ -60,15 +62,12 @@ void attention_backward_f32(const AttnArgs& a);
 
 // ---- micro-kernels (shared by the driver and the ISA translation units) -------------------------------
 // A "score tile" has ATTN_BK columns per row (row stride ATTN_BK). Packed row widths (xp) are multiples of 16.
-enum { ATTN_BK = 64, ATTN_PAD = 16 };
+// Keys are merged in chunks of ATTN_CHUNK_BLOCKS key blocks at fixed absolute positions (see the forward driver).
+enum { ATTN_BK = 64, ATTN_PAD = 16, ATTN_CHUNK_BLOCKS = 2 };
 
 struct AttnKernels {
   // C[r][0..64) = scale * sum_d A[r*lda + d] * Bt[d*64 + c], r < nrows (Bt is a packed [K][64] tile).
   void (*scores)(const float* A, int64_t lda, int nrows, int K, const float* Bt, float* C, float scale);
-  // Same from row-major keys: C[r][j] = scale * sum_d A[r*lda + d] * Kr[j*ldk + d] for j < nk, 0 for j >= nk.
-  // Used for a few query rows (decode), where transposing the key tile would cost more than the dots.
-  void (*scores_direct)(const float* A, int64_t lda, int nrows, int K, const float* Kr, int64_t ldk, int nk,
-                        float* C, float scale);
   // Transposes a key tile: Kt[d*64 + j] = src[j*ld + d] for d < D, j < nk; columns nk..63 are zeroed.
   void (*pack_t)(const float* src, int64_t ld, int nk, int64_t D, float* Kt);
   // C[r][0..xp) = (alpha ? alpha[r] : 1) * C[r][..] + sum_{t<n} A[r*asr + t*ast] * X[t*xp + ..], r < nrows.

@@ -241,8 +241,9 @@ void scale_c(int64_t M, int64_t N, float* C, int64_t ldc, float beta) {
 constexpr int64_t SMALL_M = 4;
 
 // Small M (<= 4), B not prepacked: stream B once without packing.
+// split_k = false keeps each output one FMA chain over all of K (B not transposed; tasks then split N only).
 void gemm_small_m(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, const Mat& B, float* C, int64_t ldc,
-                  float alpha, float beta) {
+                  float alpha, float beta, bool split_k = true) {
   const double flops = 2.0 * M * N * K;
   const int T = num_threads();
   const bool par = T > 1 && flops >= 3e5;
@@ -272,7 +273,7 @@ void gemm_small_m(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, 
     return;
   }
   // Rows of B are streamed in order; split K (each task reads one contiguous range) and sum the partials.
-  int64_t nk = par ? std::min<int64_t>(4 * T, std::max<int64_t>(1, K / 64)) : 1;
+  int64_t nk = par && split_k ? std::min<int64_t>(4 * T, std::max<int64_t>(1, K / 64)) : 1;
   int64_t kchunk = ceil_div(K, nk);
   nk = ceil_div(K, kchunk);
   int64_t nn = 1, nchunk = N;
@@ -495,9 +496,25 @@ void gemm_one(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, cons
   gemm_large(P, M, N, K, A, B, pre, C, ldc, alpha, beta);
 }
 
+// Row-invariant product: rows of op(A) go through the small-M kernels SMALL_M at a time -- gemv_t (B transposed: one
+// 16-lane FMA accumulator per output, then a fixed horizontal sum) or gemv_n (one FMA chain per output over all of K,
+// in order; K is not split between tasks) -- or one at a time on a path without them. A row's result then does not
+// depend on how many rows come with it: for routers and other small products whose decode must equal prefill.
+void gemm_rowwise(const Path& P, int64_t M, int64_t N, int64_t K, const Mat& A, const Mat& B, float* C, int64_t ldc,
+                  float alpha, float beta) {
+  const bool small = B.trans ? P.gemv_t != nullptr : P.gemv_n != nullptr;
+  const int64_t step = small ? SMALL_M : 1;
+  for (int64_t i0 = 0; i0 < M; i0 += step) {
+    const Mat a{static_cast<const uint8_t*>(A.at(i0, 0)), A.ld, A.trans, A.esz};
+    const int64_t mr = std::min(step, M - i0);
+    if (small) gemm_small_m(P, mr, N, K, a, B, C + i0 * ldc, ldc, alpha, beta, false);
+    else gemm_one(P, mr, N, K, a, B, nullptr, C + i0 * ldc, ldc, alpha, beta);
+  }
+}
+
 void gemm_batched(const Path& P, int64_t batch, int64_t M, int64_t N, int64_t K, const void* A, int64_t sA,
                   int64_t lda, bool tA, const void* B, int64_t sB, int64_t ldb, bool tB, float* C, int64_t sC,
-                  int64_t ldc, float alpha, float beta) {
+                  int64_t ldc, float alpha, float beta, bool rowwise) {
   if (batch <= 0 || M <= 0 || N <= 0) return;
   const int esz = P.in_bf16 ? 2 : 4;
   if (K == 0 || alpha == 0.f) {
@@ -512,7 +529,8 @@ void gemm_batched(const Path& P, int64_t batch, int64_t M, int64_t N, int64_t K,
   auto one = [&](int64_t b) {
     Mat a{static_cast<const uint8_t*>(A) + b * sA * esz, lda, tA, esz};
     Mat bm{static_cast<const uint8_t*>(B) + b * sB * esz, ldb, tB, esz};
-    gemm_one(P, M, N, K, a, bm, nullptr, C + b * sC, ldc, alpha, beta);
+    if (rowwise) gemm_rowwise(P, M, N, K, a, bm, C + b * sC, ldc, alpha, beta);
+    else gemm_one(P, M, N, K, a, bm, nullptr, C + b * sC, ldc, alpha, beta);
   };
   const double flops = 2.0 * M * N * K;
   if (batch > 1 && num_threads() > 1 && flops < 4e6) {
@@ -526,16 +544,16 @@ void gemm_batched(const Path& P, int64_t batch, int64_t M, int64_t N, int64_t K,
 
 void gemm_f32(int64_t batch, int64_t M, int64_t N, int64_t K, const float* A, int64_t strideA, int64_t lda, bool transA,
               const float* B, int64_t strideB, int64_t ldb, bool transB, float* C, int64_t strideC, int64_t ldc,
-              float alpha, float beta) {
+              float alpha, float beta, bool rowwise) {
   gemm_batched(path_for(0), batch, M, N, K, A, strideA, lda, transA, B, strideB, ldb, transB, C, strideC, ldc, alpha,
-               beta);
+               beta, rowwise);
 }
 
 void gemm_bf16(int64_t batch, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t strideA, int64_t lda,
                bool transA, const uint16_t* B, int64_t strideB, int64_t ldb, bool transB, float* C, int64_t strideC,
-               int64_t ldc, float alpha, float beta) {
+               int64_t ldc, float alpha, float beta, bool rowwise) {
   gemm_batched(path_for(1), batch, M, N, K, A, strideA, lda, transA, B, strideB, ldb, transB, C, strideC, ldc, alpha,
-               beta);
+               beta, rowwise);
 }
 
 GemmPackedB* gemm_pack_b(int dtype, int64_t K, int64_t N, const void* B, int64_t ldb, bool transB) {

@@ -32,13 +32,14 @@ struct GemmPackedB {
   void* data;
 };
 
-// Entry points used by the N-API glue (arguments already validated).
+// Entry points used by the N-API glue (arguments already validated). rowwise: every row of op(A) gives the same bits
+// whatever M (rows through the small-M kernels a few at a time, K never split; slower for large M).
 void gemm_f32(int64_t batch, int64_t M, int64_t N, int64_t K, const float* A, int64_t strideA, int64_t lda, bool transA,
               const float* B, int64_t strideB, int64_t ldb, bool transB, float* C, int64_t strideC, int64_t ldc,
-              float alpha, float beta);
+              float alpha, float beta, bool rowwise = false);
 void gemm_bf16(int64_t batch, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t strideA, int64_t lda,
                bool transA, const uint16_t* B, int64_t strideB, int64_t ldb, bool transB, float* C, int64_t strideC,
-               int64_t ldc, float alpha, float beta);
+               int64_t ldc, float alpha, float beta, bool rowwise = false);
 // Returns nullptr on allocation failure. dtype: 0 f32, 1 bf16.
 GemmPackedB* gemm_pack_b(int dtype, int64_t K, int64_t N, const void* B, int64_t ldb, bool transB);
 void gemm_packed_free(GemmPackedB* p);

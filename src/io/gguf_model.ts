@@ -403,6 +403,8 @@ export function loadGGUF(path: string, o: GGUFLoadOptions = {}): CausalLM {
   }
   closeSync(fd);
   model.loadStateDict(sd, { source: path, onProgress: o.onProgress });
+  // the float matrices of a quantized file (fallbacks) multiply row-invariantly, as its quantized ones do
+  if (quantized) for (const [, , m] of model.namedTensors()) if (m instanceof Linear) m.rowInvariant = true;
   return model;
 }
 

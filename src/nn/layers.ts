@@ -2,6 +2,7 @@
 import { Tensor } from "../core/tensor.js";
 import { zeros } from "../core/ops/create.js";
 import { embedding } from "../core/ops/index_ops.js";
+import { matmul } from "../core/ops/linalg.js";
 import { rmsNorm } from "../core/fused/rms_norm.js";
 import { swiglu } from "../core/fused/swiglu.js";
 import { Module } from "./module.js";
@@ -9,6 +10,11 @@ import { Module } from "./module.js";
 export class Linear extends Module {
   declare weight: Tensor;
   declare bias: Tensor | null;
+  /**
+   * Each output row the same bits whatever the number of rows (see matmul's rowInvariant): set on the float matrices
+   * left in a quantized model, whose quantized products are row-invariant already, so that decode equals prefill.
+   */
+  rowInvariant = false;
   constructor(readonly inFeatures: number, readonly outFeatures: number, bias = false) {
     super();
     this.param("weight", zeros([outFeatures, inFeatures]));
@@ -18,7 +24,7 @@ export class Linear extends Module {
   forward(x: Tensor): Tensor {
     const w = this.weight;
     if (x.dtype !== w.dtype && (w.dtype === "bf16" || w.dtype === "f16")) x = x.to(w.dtype);
-    const y = x.matmul(w.T);                                          // (..., in) @ (in, out)
+    const y = matmul(x, w.T, { rowInvariant: this.rowInvariant });   // (..., in) @ (in, out)
     return this.bias ? y.add(this.bias) : y;
   }
 }

@@ -8,6 +8,7 @@ import { zeros } from "../core/ops/create.js";
 import { concat } from "../core/ops/movement.js";
 import { gather, indexAdd, indexSelect } from "../core/ops/index_ops.js";
 import { sum } from "../core/ops/reduce.js";
+import { matmul } from "../core/ops/linalg.js";
 import { Module } from "./module.js";
 import { MLP } from "./layers.js";
 
@@ -30,7 +31,8 @@ export class MoEGate extends Module {
   /** x (N, D) → chosen experts (N·K, row-major), their weights (N, K) and all scores (N, E). */
   route(x: Tensor): { idx: Int32Array; weights: Tensor; scores: Tensor } {
     const c = this.c, E = c.n_routed_experts, K = c.num_experts_per_tok, N = x.shape[0];
-    const logits = x.to("f32").matmul(this.weight.to("f32").T);                  // (N, E)
+    // (N, E); row-invariant so that a token routed alone (decode) gets the scores it gets inside a prefill, bit for bit
+    const logits = matmul(x.to("f32"), this.weight.to("f32").T, { rowInvariant: true });
     const scores = c.scoring_func === "sigmoid" ? logits.sigmoid() : logits.softmax(-1);
     const s = scores.detach().toArray();
     const bias = this.e_score_correction_bias?.to("f32").toArray();

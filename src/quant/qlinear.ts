@@ -11,6 +11,7 @@ import { FathomError, ShapeError } from "../core/errors.js";
 import { isBlock, type BlockDType } from "../core/dtype.js";
 import { Tensor } from "../core/tensor.js";
 import { concat } from "../core/ops/movement.js";
+import { matmul } from "../core/ops/linalg.js";
 import { getBackend } from "../core/backend/index.js";
 import type { Backend } from "../core/backend/backend.js";
 import { Module } from "../nn/module.js";
@@ -242,7 +243,8 @@ export class SplitKvB extends Module {
       let d = this.dense32.get(half);
       if (!d || d.of !== w) { d = { of: w, w: w.float().transpose(1, 2).contiguous() }; this.dense32.set(half, d); }   // (H, K, N)
       const xr = w.dtype === "f16" || w.dtype === "bf16" ? x.to(w.dtype).float() : x.float();
-      return xr.matmul(d.w);
+      // row-invariant (one FMA chain per output over K): a decoded token gets the bits it gets inside a prefill
+      return matmul(xr, d.w, { rowInvariant: true });
     }
     const lin = this.headsOf(half), outs: Tensor[] = [];
     for (let h = 0; h < H; h++) outs.push(lin[h].forward(x.slice(1, h, h + 1).contiguous().reshape(B * T, K)).reshape(B, 1, T, N));
@@ -310,7 +312,7 @@ export function quantizeModel(model: CausalLM, type: QuantKind, o: QuantizeOptio
         if (c instanceof Linear) {
           if (m instanceof MultiHeadLatentAttention && key === "kv_b_proj") { set(splitKvB(m, c.weight, type, name, rep)); continue; }
           const q = quantizeLinearWeight(c.weight, type, name + ".weight", rep);
-          if (q === "f16") { c.weight = c.weight.to("f16").to(c.weight.dtype).detach(); continue; }   // f16 values, same dtype
+          if (q === "f16") { c.weight = c.weight.to("f16").to(c.weight.dtype).detach(); c.rowInvariant = true; continue; }   // f16 values, same dtype
           set(new QLinear(c.inFeatures, c.outFeatures, q, c.bias));
         } else if (c instanceof SplitKvB && m instanceof MultiHeadLatentAttention) {
           set(splitKvB(m, c.dense(), type, name, rep));

@@ -20,6 +20,11 @@ export interface GemmArgs {
   C: FArr; strideC: number; ldc: number;
   alpha: number; beta: number;
   bf16: boolean;
+  /**
+   * Each row of C must come out the same bits whatever M (and whatever other rows come with it): decode and prefill
+   * of a router agree exactly. Backends whose sums never depend on M (the reference backend) may ignore it.
+   */
+  rowInvariant?: boolean;
 }
 
 export interface AttentionArgs {

@@ -33,16 +33,25 @@ function asMatrix(t: Tensor, batchShape: number[]): MatView | null {
   return { data: t.data, offset: t.offset, stride: stride ?? 0, ld, trans };
 }
 
-export function matmul(a: Tensor, b: Tensor): Tensor {
+export interface MatmulOptions {
+  /**
+   * Every output row the same bits whatever the number of rows (and whichever rows come with it), so that one token
+   * decoded alone gives what the same token gives inside a prefill. Slower for many rows; for small products such as
+   * MoE routers. Gradients are unchanged.
+   */
+  rowInvariant?: boolean;
+}
+
+export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
   if (a.ndim === 0 || b.ndim === 0) throw new ShapeError("matmul", `both operands need at least 1 dim: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
-  if (a.ndim === 1 && b.ndim === 1) return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, -1)), []);
-  if (a.ndim === 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
-  if (b.ndim === 1) return squeeze(matmul(a, unsqueeze(b, -1)), -1);
+  if (a.ndim === 1 && b.ndim === 1) return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, -1), o), []);
+  if (a.ndim === 1) return squeeze(matmul(unsqueeze(a, 0), b, o), -2);
+  if (b.ndim === 1) return squeeze(matmul(a, unsqueeze(b, -1), o), -1);
   const K = a.shape[a.ndim - 1];
   if (b.shape[b.ndim - 2] !== K) throw new ShapeError("matmul", `inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
   if (!isFloat(a.dtype) || !isFloat(b.dtype)) throw new DTypeError("matmul", `needs floating operands, got ${a.dtype} @ ${b.dtype}`);
   const dtype = promote(a.dtype, b.dtype, "matmul");
-  if (dtype === "f16") return cast(matmul(cast(a, "f32"), cast(b, "f32")), "f16");
+  if (dtype === "f16") return cast(matmul(cast(a, "f32"), cast(b, "f32"), o), "f16");
   const ac = cast(a, dtype), bc = cast(b, dtype);
   const M = a.shape[a.ndim - 2], N = b.shape[b.ndim - 1];
   const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), "matmul");
@@ -60,7 +69,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       batch, M, N, K,
       A: av.data.subarray(av.offset) as FArr, strideA: av.stride, lda: av.ld, transA: av.trans,
       B: bv.data.subarray(bv.offset) as FArr, strideB: bv.stride, ldb: bv.ld, transB: bv.trans,
-      C, strideC: M * N, ldc: N, alpha: 1, beta: 0, bf16,
+      C, strideC: M * N, ldc: N, alpha: 1, beta: 0, bf16, rowInvariant: o.rowInvariant === true,
     });
   }
   let y = new Tensor(C, cdt, [...batchShape, M, N]);

@@ -104,46 +104,6 @@ void pack_t(const float* src, int64_t ld, int nk, int64_t D, float* Kt) {
     for (int j = nk; j < ATTN_BK; j++) dst[j] = 0.f;
   }
 }
-template <int R>
-inline void direct_tile(const float* A, int64_t lda, int K, const float* Kr, int64_t ldk, int nk, float* C,
-                        float scale) {
-  const int kfull = K & ~15;
-  const __mmask16 tm = static_cast<__mmask16>((1u << (K & 15)) - 1);
-  for (int j = 0; j < nk; j++) {
-    const float* k = Kr + j * ldk;
-    __m512 acc[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-    int d = 0;
-    for (; d < kfull; d += 16) {
-      const __m512 kv = _mm512_loadu_ps(k + d);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(A + r * lda + d), kv, acc[r]);
-    }
-    if (tm) {
-      const __m512 kv = _mm512_maskz_loadu_ps(tm, k + d);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, A + r * lda + d), kv, acc[r]);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) C[r * ATTN_BK + j] = _mm512_reduce_add_ps(acc[r]) * scale;
-  }
-  for (int r = 0; r < R; r++)
-    for (int j = nk; j < ATTN_BK; j++) C[r * ATTN_BK + j] = 0.f;
-}
-
-void scores_direct(const float* A, int64_t lda, int nrows, int K, const float* Kr, int64_t ldk, int nk, float* C,
-                   float scale) {
-  int r = 0;
-  for (; r + 4 <= nrows; r += 4) direct_tile<4>(A + r * lda, lda, K, Kr, ldk, nk, C + r * ATTN_BK, scale);
-  switch (nrows - r) {
-    case 3: direct_tile<3>(A + r * lda, lda, K, Kr, ldk, nk, C + r * ATTN_BK, scale); break;
-    case 2: direct_tile<2>(A + r * lda, lda, K, Kr, ldk, nk, C + r * ATTN_BK, scale); break;
-    case 1: direct_tile<1>(A + r * lda, lda, K, Kr, ldk, nk, C + r * ATTN_BK, scale); break;
-    default: break;
-  }
-}
-
 // R rows x NV*16 columns: C = alpha*C + sum_t A[r*asr + t*ast] X[t*xp + ..]
 template <int R, int NV>
 inline void acc_tile(const float* A, int64_t asr, int64_t ast, int n, const float* X, int64_t xp, float* C,
@@ -257,7 +217,7 @@ void ds_rows(const float* P, float* dP, int nrows, const float* Di) {
 
 }  // namespace
 
-extern const AttnKernels attn_kernels_avx512 = {scores, scores_direct, pack_t, gemm_acc, softmax, exp_rows, ds_rows};
+extern const AttnKernels attn_kernels_avx512 = {scores, pack_t, gemm_acc, softmax, exp_rows, ds_rows};
 
 }  // namespace fathom
 #endif

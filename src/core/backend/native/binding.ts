@@ -39,16 +39,17 @@ export interface NativeBinding {
    * For b in [0, batch): C_b = alpha * op(A_b) @ op(B_b) + beta * C_b, with op(A_b) M×K and op(B_b) K×N.
    * A_b(i,k) = A[b*strideA + (transA ? k*lda + i : i*lda + k)]; B_b(k,n) = B[b*strideB + (transB ? n*ldb + k : k*ldb + n)];
    * C_b(i,n) = C[b*strideC + i*ldc + n]. strideA/strideB may be 0 (broadcast). beta = 0 never reads C.
+   * rowInvariant: each row of C gets the same bits whatever M (see GemmArgs.rowInvariant).
    */
   gemmF32(batch: number, M: number, N: number, K: number,
     A: Float32Array, strideA: number, lda: number, transA: boolean,
     B: Float32Array, strideB: number, ldb: number, transB: boolean,
-    C: Float32Array, strideC: number, ldc: number, alpha: number, beta: number): void;
+    C: Float32Array, strideC: number, ldc: number, alpha: number, beta: number, rowInvariant?: boolean): void;
   /** As gemmF32 with bf16 A and B (Uint16Array bit patterns), f32 accumulation and f32 C. */
   gemmBF16(batch: number, M: number, N: number, K: number,
     A: Uint16Array, strideA: number, lda: number, transA: boolean,
     B: Uint16Array, strideB: number, ldb: number, transB: boolean,
-    C: Float32Array, strideC: number, ldc: number, alpha: number, beta: number): void;
+    C: Float32Array, strideC: number, ldc: number, alpha: number, beta: number, rowInvariant?: boolean): void;
   /** Packs op(B) (K×N) once for reuse as the right-hand side; the result is opaque and tied to the current code path. */
   packB(dtype: "f32" | "bf16", K: number, N: number, B: Float32Array | Uint16Array, ldb: number, transB: boolean): PackedMatrix;
   /** C = alpha * op(A) @ packed + beta * C; A is Float32Array for f32-packed, Uint16Array for bf16-packed. */

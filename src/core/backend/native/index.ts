@@ -57,10 +57,10 @@ export class NativeBackend extends RefBackend {
     const { batch, M, N, K } = g;
     if (g.bf16 && g.A instanceof Uint16Array && g.B instanceof Uint16Array && isF32(g.C)) {
       this.addon.gemmBF16(batch, M, N, K, g.A, g.strideA, g.lda, g.transA, g.B, g.strideB, g.ldb, g.transB,
-        g.C, g.strideC, g.ldc, g.alpha, g.beta);
+        g.C, g.strideC, g.ldc, g.alpha, g.beta, g.rowInvariant === true);
     } else if (!g.bf16 && isF32(g.A) && isF32(g.B) && isF32(g.C)) {
       this.addon.gemmF32(batch, M, N, K, g.A, g.strideA, g.lda, g.transA, g.B, g.strideB, g.ldb, g.transB,
-        g.C, g.strideC, g.ldc, g.alpha, g.beta);
+        g.C, g.strideC, g.ldc, g.alpha, g.beta, g.rowInvariant === true);
     } else super.gemm(g);
   }
 
