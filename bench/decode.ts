@@ -120,12 +120,13 @@ function fathomRun(path: string, pp: number, tg: number, runs: number): { pp: nu
   const ppTimes: number[] = [], tgTimes: number[] = [];
   noGrad(() => {
     for (let r = 0; r <= runs; r++) {                        // run 0 is the warm-up
-      let cache = model.newCache();
+      // preallocated caches, as generate() and the server use (keys and values written in place, no per-step concat)
+      let cache = model.newCache({ capacity: pp });
       let t0 = performance.now();
       const h = model.hidden(new Tensor(Int32Array.from(prompt), "i32", [1, pp]), { cache });
       model.lm_head.forward(h.slice(1, pp - 1)).argmax().item();
       if (r) ppTimes.push(performance.now() - t0);
-      cache = model.newCache();
+      cache = model.newCache({ capacity: tg });
       let next = prompt[0];
       t0 = performance.now();
       for (let i = 0; i < tg; i++) next = model.forward(new Tensor(Int32Array.of(next), "i32", [1, 1]), { cache }).argmax().item();
