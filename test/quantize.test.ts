@@ -12,6 +12,7 @@ import { exportGGUF, loadGGUF } from "../src/io/gguf_model.js";
 import { QEmbedding, QLinear, dequantizeWeight, quantizeModel, quantizeWeight } from "../src/quant/qlinear.js";
 import { quantizeActs, refQuantMatmul, type QuantKind } from "../src/quant/qmatmul.js";
 import { getBackend, withBackend } from "../src/core/backend/index.js";
+import { forwardMany } from "../src/nn/layers.js";
 import { loadNative } from "../src/core/backend/native/binding.js";
 import { TINY_CONFIGS, tinyTokenizer } from "./fixtures.js";
 import { llamaCppAvailable, llamaCppRun } from "./llama_cpp.js";
@@ -211,6 +212,32 @@ test("quantized products vs dequantize-then-multiply, per type budget, on every 
     const out = new Float32Array(M * N), data = q.weight.buffer();
     refQuantMatmul(M, x.buffer() as Float32Array, { type, N, K, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), scales: q.scale ? (q.scale.buffer() as Float32Array) : null }, out);
     assert.ok(Math.max(...[...out].map((v, i) => Math.abs(v - ref[i]))) / rms <= BUDGET[type]);
+  }
+});
+
+// q, k and v (or gate and up) in one call: the input quantized once, one parallel pass over every weight's rows.
+test("forwardMany: quantized layers of one type run in one call and give each layer's own output bit for bit", () => {
+  const K = 256, x1 = F.randn([1, K], { seed: 11 }), x37 = F.randn([37, K], { seed: 12 });
+  for (const type of ["q8_0", "q4_0", "q4_K", "int8"] as const) {
+    const layers = [40, 16, 16].map((N, i) => new QLinear(K, N, quantizeWeight(F.randn([N, K], { seed: 20 + i }).mul(0.05), type)));
+    for (const x of [x1, x37]) {
+      const many = forwardMany(layers, x), alone = layers.map((l) => l.forward(x));
+      many.forEach((y, i) => assert.deepEqual(y.buffer(), alone[i].buffer(), `${type} M=${x.shape[0]} layer ${i}`));
+    }
+  }
+  // mixed types fall back to one call each; native argument checks name the culprit
+  const a = new QLinear(K, 16, quantizeWeight(F.randn([16, K], { seed: 30 }), "q8_0")), b = new QLinear(K, 16, quantizeWeight(F.randn([16, K], { seed: 31 }), "q4_0"));
+  const [ya, yb] = forwardMany([a, b], x1);
+  assert.deepEqual(ya.buffer(), a.forward(x1).buffer());
+  assert.deepEqual(yb.buffer(), b.forward(x1).buffer());
+  const addon = KERNELS ? (loadNative() as unknown as { quantMatmulMany: (...a: unknown[]) => void; quantPack: (...a: unknown[]) => object }) : null;
+  if (addon) {
+    const qa = quantizeWeight(F.randn([16, K], { seed: 30 }), "q8_0"), qb = quantizeWeight(F.randn([16, K], { seed: 31 }), "q4_0");
+    const pa = addon.quantPack("q8_0", 16, K, qa.weight.buffer(), null), pb = addon.quantPack("q4_0", 16, K, qb.weight.buffer(), null);
+    const xs = x1.buffer() as Float32Array;
+    assert.throws(() => addon.quantMatmulMany(1, xs, [pa, pb], [new Float32Array(16), new Float32Array(16)]), /packed\[1\] differs from packed\[0\]/);
+    assert.throws(() => addon.quantMatmulMany(1, xs, [pa, pa], [new Float32Array(16), new Float32Array(15)]), /out\[1\] has 15 elements, needs 16/);
+    assert.throws(() => addon.quantMatmulMany(1, xs, [pa, {}], [new Float32Array(16), new Float32Array(16)]), /packed\[1\] must be a packed quantized matrix/);
   }
 });
 

@@ -94,13 +94,19 @@ Napi::Object wrap_packed(Napi::Env env, const char* op, const PackedKind& kind, 
   return o;
 }
 
-const void* packed_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const PackedKind& kind) {
+const void* packed_value(const Napi::CallbackInfo& info, Napi::Value v, const char* op, const PackedKind& kind,
+                         const std::string& name) {
   bool tagged = false;
-  if (i < info.Length() && info[i].IsObject()) napi_check_object_type_tag(info.Env(), info[i], &kind.tag, &tagged);
-  if (!tagged) throw_arg(info, op, "argument " + std::to_string(i) + " must be " + kind.what);
+  if (v.IsObject()) napi_check_object_type_tag(info.Env(), v, &kind.tag, &tagged);
+  if (!tagged) throw_arg(info, op, name + " must be " + kind.what);
   void* raw = nullptr;
-  if (napi_unwrap(info.Env(), info[i], &raw) != napi_ok || !raw) throw_arg(info, op, "argument " + std::to_string(i) + " is not a live packed matrix");
+  if (napi_unwrap(info.Env(), v, &raw) != napi_ok || !raw) throw_arg(info, op, name + " is not a live packed matrix");
   return raw;
+}
+
+const void* packed_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const PackedKind& kind) {
+  if (i >= info.Length()) throw_arg(info, op, "argument " + std::to_string(i) + " must be " + kind.what);
+  return packed_value(info, info[i], op, kind, "argument " + std::to_string(i));
 }
 
 }  // namespace fathom

@@ -46,5 +46,8 @@ Napi::Object wrap_packed(Napi::Env env, const char* op, const PackedKind& kind, 
                          const std::initializer_list<Napi::PropertyDescriptor>& props);
 // The live object of `kind` at argument i (a TypeError naming the argument otherwise).
 const void* packed_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const PackedKind& kind);
+// The same for a value (e.g. an array element); `name` says which in the error.
+const void* packed_value(const Napi::CallbackInfo& info, Napi::Value v, const char* op, const PackedKind& kind,
+                         const std::string& name);
 
 }  // namespace fathom

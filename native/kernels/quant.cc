@@ -412,14 +412,33 @@ void quant_packed_free(QuantPacked* p) {
 
 bool quant_packed_compatible(const QuantPacked* p) { return p != nullptr; }  // one layout for every path
 
-void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out) {
-  if (M <= 0 || p->N <= 0) return;
-  const int kind = p->kind;
-  const int64_t K = p->K, Kp = p->Kp, nb = p->nb, N = p->N;
+void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out) { quant_matmul_many(M, x, 1, &p, &out); }
+
+void quant_matmul_many(int64_t M, const float* x, int n, const QuantPacked* const* ps, float* const* outs) {
+  if (M <= 0 || n <= 0) return;
+  const QuantPacked* p0 = ps[0];
+  const int kind = p0->kind;
+  const int64_t K = p0->K, Kp = p0->Kp, nb = p0->nb;
   if (K == 0) {
-    std::memset(out, 0, sizeof(float) * M * N);
+    for (int i = 0; i < n; i++) std::memset(outs[i], 0, sizeof(float) * M * ps[i]->N);
     return;
   }
+  // Work items: each weight's groups in turn (prefix sums of group counts), all against the one quantized x.
+  int64_t gstart[QUANT_MANY_MAX + 1];
+  gstart[0] = 0;
+  size_t wbytes = 0;
+  double work = 0;
+  for (int i = 0; i < n; i++) {
+    gstart[i + 1] = gstart[i] + ps[i]->ngroups;
+    wbytes += ps[i]->bytes;
+    work += static_cast<double>(M) * ps[i]->N * K;
+  }
+  const int64_t ng = gstart[n];
+  auto which = [&](int64_t g) {
+    int i = 0;
+    while (g >= gstart[i + 1]) i++;
+    return i;
+  };
   const int64_t ldd = kind == QK_Q4_K ? K / 256 : kind == QK_INT8 ? 1 : nb;
   const size_t qbytes = round_up(M * Kp, 64), dbytes = round_up(M * ldd * 4, 64), sbytes = round_up(M * nb * 4, 64);
   uint8_t* buf = static_cast<uint8_t*>(t_xbuf.get(qbytes + dbytes + sbytes));
@@ -428,7 +447,7 @@ void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out) {
   int32_t* s = reinterpret_cast<int32_t*>(buf + qbytes + dbytes);
   // A matvec is worth splitting sooner: its weights come from DRAM, at about one core's read rate per thread
   // (q4_0 256 x 2048, 295 KB, weights from DRAM: ~20.5 -> ~16 us with 2 threads).
-  const bool par = num_threads() > 1 && (static_cast<double>(M) * N * K >= 2e6 || (M == 1 && p->bytes >= (size_t(1) << 17)));
+  const bool par = num_threads() > 1 && (work >= 2e6 || (M == 1 && wbytes >= (size_t(1) << 17)));
   if (par && M * K >= 65536)
     parallel_for(M, 0, [&](int64_t b, int64_t e) { quantize_rows(kind, b, e, x, K, Kp, q, d, ldd, s, nb); });
   else
@@ -449,13 +468,15 @@ void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out) {
     else
       tile_acts(kind, tp.T, tp.cmul, M, qx, nb, 0, ntiles, xt);
     const int64_t TCH = std::max<int64_t>(1, 64 / T);
-    const int64_t ntc = ceil_div(ntiles, TCH), ng = p->ngroups, ntasks = ng * ntc;
+    const int64_t ntc = ceil_div(ntiles, TCH), ntasks = ng * ntc;
     auto run = [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; t++) {
-        const int64_t g = t / ntc, tc = t % ntc;
+        const int64_t gg = t / ntc, tc = t % ntc;
+        const int i = which(gg);
+        const int64_t g = gg - gstart[i], N = ps[i]->N;
         const int64_t tend = std::min(ntiles, (tc + 1) * TCH);
         for (int64_t ti = tc * TCH; ti < tend; ti++)
-          tp.fn(p, &xt, ti, static_cast<int>(std::min(T, M - ti * T)), g, out + ti * T * N, N);
+          tp.fn(ps[i], &xt, ti, static_cast<int>(std::min(T, M - ti * T)), g, outs[i] + ti * T * N, N);
       }
     };
     if (!par || ntasks <= 1) run(0, ntasks);
@@ -468,13 +489,15 @@ void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out) {
   // Tasks: (group, chunk of up to MCH rows of x); a task runs tiles of 8 rows against one group of weights, which
   // stays in L1/L2 between tiles. Consecutive tasks share the group.
   const int64_t MCH = 64, TILE = 8;
-  const int64_t nmc = ceil_div(M, MCH), ng = p->ngroups, ntasks = ng * nmc;
+  const int64_t nmc = ceil_div(M, MCH), ntasks = ng * nmc;
   auto run = [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; t++) {
-      const int64_t g = t / nmc, mc = t % nmc;
+      const int64_t gg = t / nmc, mc = t % nmc;
+      const int i = which(gg);
+      const int64_t g = gg - gstart[i];
       const int64_t mend = std::min(M, (mc + 1) * MCH);
       for (int64_t m0 = mc * MCH; m0 < mend; m0 += TILE)
-        fn(p, &qx, m0, static_cast<int>(std::min(TILE, mend - m0)), g, out, N);
+        fn(ps[i], &qx, m0, static_cast<int>(std::min(TILE, mend - m0)), g, outs[i], ps[i]->N);
     }
   };
   if (!par || ntasks <= 1) {

@@ -7,7 +7,7 @@ import { sdpa } from "../core/fused/sdpa.js";
 import { concat } from "../core/ops/movement.js";
 import { indexSelect } from "../core/ops/index_ops.js";
 import { Module } from "./module.js";
-import { Linear } from "./layers.js";
+import { Linear, forwardMany } from "./layers.js";
 import type { RotaryEmbedding } from "./rope.js";
 import { QUANT_TYPES } from "../quant/types.js";
 import { DTYPES, type TypedArray } from "../core/dtype.js";
@@ -258,9 +258,10 @@ export class Attention extends Module {
     const { H, Hkv, hd } = { H: this.heads, Hkv: this.kvHeads, hd: this.headDim };
     const { cos, sin } = this.rotary.tables(ctx.pastLength + T);
     const pos = ctx.positions.reshape(ctx.positions.shape[0], T, 1);
-    let q = this.q_proj.forward(x).reshape(B, T, H, hd);                  // (B, T, H, hd)
-    let k = this.k_proj.forward(x).reshape(B, T, Hkv, hd);
-    const v = this.v_proj.forward(x).reshape(B, T, Hkv, hd);
+    const [qp, kp, vp] = forwardMany([this.q_proj, this.k_proj, this.v_proj], x);
+    let q = qp.reshape(B, T, H, hd);                                      // (B, T, H, hd)
+    let k = kp.reshape(B, T, Hkv, hd);
+    const v = vp.reshape(B, T, Hkv, hd);
     q = rope(q, cos, sin, pos).permute(0, 2, 1, 3).contiguous();          // (B, H, T, hd)
     k = rope(k, cos, sin, pos).permute(0, 2, 1, 3).contiguous();          // (B, Hkv, T, hd)
     const kAll = appendCache(cache, "k", k);
@@ -275,9 +276,10 @@ export class Attention extends Module {
     const { H, Hkv, hd } = { H: this.heads, Hkv: this.kvHeads, hd: this.headDim };
     const { cos, sin } = this.rotary.tables(segmentsEnd(segs));
     const pos = positions.reshape(1, N, 1);
-    const q = rope(this.q_proj.forward(x).reshape(1, N, H, hd), cos, sin, pos);        // (1, N, H, hd)
-    const k = rope(this.k_proj.forward(x).reshape(1, N, Hkv, hd), cos, sin, pos);
-    const v = this.v_proj.forward(x).reshape(1, N, Hkv, hd);
+    const [qp, kp, vp] = forwardMany([this.q_proj, this.k_proj, this.v_proj], x);
+    const q = rope(qp.reshape(1, N, H, hd), cos, sin, pos);                            // (1, N, H, hd)
+    const k = rope(kp.reshape(1, N, Hkv, hd), cos, sin, pos);
+    const v = vp.reshape(1, N, Hkv, hd);
     const heads = (t: Tensor, s: Segment) => t.slice(1, s.start, s.start + s.length).permute(0, 2, 1, 3).contiguous();
     const outs = segs.map((s) => {
       const kAll = appendCache(s.cache, "k", heads(k, s));

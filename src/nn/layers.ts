@@ -51,6 +51,19 @@ export class RMSNorm extends Module {
   }
 }
 
+/**
+ * A layer that can run together with layers of its kind on one input in a single backend call (quantized linears:
+ * the input is quantized once and one parallel pass covers every weight). Layers with the same non-null fuseKey fuse.
+ */
+export interface Fusable { fuseKey(): string | null; forwardGroup(group: readonly Module[], x: Tensor): Tensor[] }
+
+/** x through each layer (as each layer's forward gives it), in one call where the layers can fuse (see Fusable). */
+export function forwardMany(layers: readonly Module[], x: Tensor): Tensor[] {
+  const first = layers[0] as Module & Partial<Fusable>, key = layers.length > 1 ? first.fuseKey?.() : null;
+  if (key && layers.every((l) => (l as Module & Partial<Fusable>).fuseKey?.() === key)) return first.forwardGroup!(layers, x);
+  return layers.map((l) => (l as Module & { forward(x: Tensor): Tensor }).forward(x));
+}
+
 /** down(silu(gate(x)) * up(x)). */
 export class MLP extends Module {
   declare gate_proj: Linear;
@@ -63,6 +76,7 @@ export class MLP extends Module {
     this.child("down_proj", new Linear(intermediate, hidden));
   }
   forward(x: Tensor): Tensor {
-    return this.down_proj.forward(swiglu(this.gate_proj.forward(x), this.up_proj.forward(x)));
+    const [gate, up] = forwardMany([this.gate_proj, this.up_proj], x);
+    return this.down_proj.forward(swiglu(gate, up));
   }
 }

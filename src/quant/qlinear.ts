@@ -150,16 +150,28 @@ export class QLinear extends Module {
     return be.quantPack!(this.qtype, N, this.inFeatures, bytes, scale);
   }
 
-  forward(x: Tensor): Tensor {
-    const K = this.inFeatures, N = this.outFeatures;
+  forward(x: Tensor): Tensor { return QLinear.project([this], x, getBackend())[0]; }
+
+  /** Fusable (nn/layers.ts): QLinears of one type and input size run together when the backend has quantMatmulMany. */
+  fuseKey(): string | null { return getBackend().quantMatmulMany ? `qlinear:${this.qtype}:${this.inFeatures}` : null; }
+  forwardGroup(group: readonly Module[], x: Tensor): Tensor[] { return QLinear.project(group as readonly QLinear[], x, getBackend()); }
+
+  /** x through layers of one type and input size (one backend call). */
+  private static project(qs: readonly QLinear[], x: Tensor, be: Backend): Tensor[] {
+    const K = qs[0].inFeatures;
     if (x.shape[x.ndim - 1] !== K) throw new ShapeError("QLinear", `input [${x.shape.join(", ")}] does not end in ${K}`);
     const xf = (x.dtype === "f32" ? x : x.to("f32")).detach().contiguous();
-    const M = xf.numel / K, be = getBackend();
-    const out = new Float32Array(M * N);
-    if (M > 0) be.quantMatmul!(M, xf.buffer() as Float32Array, this.packedFor(be), out);
-    let y = new Tensor(out, "f32", [...x.shape.slice(0, -1), N]);
-    if (this.bias) y = y.add(this.bias.to("f32"));
-    return x.dtype === "f32" ? y : y.to(x.dtype);
+    const M = xf.numel / K, xb = xf.buffer() as Float32Array;
+    const outs = qs.map((l) => new Float32Array(M * l.outFeatures));
+    if (M > 0) {
+      if (qs.length === 1) be.quantMatmul!(M, xb, qs[0].packedFor(be), outs[0]);
+      else be.quantMatmulMany!(M, xb, qs.map((l) => l.packedFor(be)), outs);
+    }
+    return qs.map((l, i) => {
+      let y = new Tensor(outs[i], "f32", [...x.shape.slice(0, -1), l.outFeatures]);
+      if (l.bias) y = y.add(l.bias.to("f32"));
+      return x.dtype === "f32" ? y : y.to(x.dtype);
+    });
   }
 
   /** The weight as f32 [N, K] in output order (tests, and code that needs the dense matrix). */
