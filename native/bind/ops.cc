@@ -313,6 +313,20 @@ Napi::Value CastF16ToF32(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value DequantQ8Rows(const Napi::CallbackInfo& info) {
+  const char* op = "dequant_q8_0_rows";
+  int64_t groups = count_arg(info, 0, op), T = count_arg(info, 1, op), cap = count_arg(info, 2, op), d = count_arg(info, 3, op);
+  if (cap < T) throw_arg(info, op, "cap " + S(cap) + " is less than T " + S(T));
+  std::string ctx = "groups=" + S(groups) + ", T=" + S(T) + ", cap=" + S(cap) + ", d=" + S(d);
+  Napi::TypedArray sa = typed_named(info, 4, op, "src", napi_uint8_array, "Uint8Array");
+  const int64_t need = mul(info, op, mul(info, op, groups, cap), ((d + 31) / 32) * 34);
+  check_len(info, op, "src", static_cast<int64_t>(sa.ElementLength()), need, ctx);
+  const uint8_t* src = u8_arg(info, 4, op, need);
+  float* dst = F32(info, 5, op, "dst", mul(info, op, mul(info, op, groups, T), d), ctx);
+  dequant_q8_0_rows(groups, T, cap, d, src, dst);
+  return info.Env().Undefined();
+}
+
 // Bytes of a typed array or DataView.
 uint8_t* view_bytes(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, size_t* len) {
   if (i < info.Length() && info[i].IsDataView()) {
@@ -364,6 +378,7 @@ void Register(Napi::Env env, Napi::Object exports) {
   set_fn(env, exports, "castF32ToF16", CastF32ToF16);
   set_fn(env, exports, "castF16ToF32", CastF16ToF32);
   set_fn(env, exports, "copyStrided", CopyStrided);
+  set_fn(env, exports, "dequantQ8Rows", DequantQ8Rows);
 }
 FATHOM_REGISTER(Register);
 

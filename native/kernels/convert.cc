@@ -32,6 +32,25 @@ void cast_f16_to_f32(int64_t n, const uint16_t* x, float* y) {
   parallel_for(n, ops_grain(n, 1), [&](int64_t b, int64_t e) { T.f16_to_f32(e - b, x + b, y + b); });
 }
 
+void dequant_q8_0_rows(int64_t groups, int64_t T, int64_t cap, int64_t d, const uint8_t* src, float* dst) {
+  const int64_t nb = (d + 31) / 32, rb = nb * 34, rows = groups * T;
+  parallel_for(rows, ops_grain(rows, d), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t g = r / T, t = r % T;
+      const uint8_t* s = src + (g * cap + t) * rb;
+      float* o = dst + r * d;
+      for (int64_t b = 0; b < nb; b++, s += 34) {
+        const float sc = fathom::f16_to_f32(static_cast<uint16_t>(s[0] | (s[1] << 8)));
+        const int8_t* q = reinterpret_cast<const int8_t*>(s + 2);
+        const int64_t n = d - b * 32 < 32 ? d - b * 32 : 32;
+        float* ob = o + b * 32;
+        if (n == 32) for (int j = 0; j < 32; j++) ob[j] = sc * static_cast<float>(q[j]);
+        else for (int64_t j = 0; j < n; j++) ob[j] = sc * static_cast<float>(q[j]);
+      }
+    }
+  });
+}
+
 namespace {
 const int kMaxDims = 64;
 

@@ -105,6 +105,9 @@ void cast_f32_to_bf16(int64_t n, const float* x, uint16_t* y);
 void cast_bf16_to_f32(int64_t n, const uint16_t* x, float* y);
 void cast_f32_to_f16(int64_t n, const float* x, uint16_t* y);
 void cast_f16_to_f32(int64_t n, const uint16_t* x, float* y);
+// q8_0 rows to f32: src holds `groups` runs of `cap` rows of ceil(d/32) blocks (34 bytes: f16 scale, 32 int8);
+// dst [groups, T, d] = the first T rows of each run, the first d values of each row (x = scale * q, in f32).
+void dequant_q8_0_rows(int64_t groups, int64_t T, int64_t cap, int64_t d, const uint8_t* src, float* dst);
 // dst (contiguous) = src[(offset + Σ idx·strides) * elem_bytes], elem_bytes in {1, 2, 4, 8}.
 void copy_strided(int elem_bytes, int ndim, const int64_t* shape, const uint8_t* src, int64_t offset,
                   const int64_t* strides, uint8_t* dst);

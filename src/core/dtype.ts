@@ -1,6 +1,7 @@
 // Element types and their storage. bf16 and f16 live as 16-bit patterns in Uint16Array; packed quantized
 // block types (q8_0, q4_0, q4_K) live as bytes, one block per `blockSize` elements (kernels come with quantization).
 import { DTypeError } from "./errors.js";
+import { arenaAlloc } from "./arena.js";
 
 export type FloatDType = "f64" | "f32" | "f16" | "bf16";
 export type IntDType = "i32" | "i8" | "u8";
@@ -42,14 +43,15 @@ export function checkDType(d: string, op: string): DType {
   return d as DType;
 }
 
-/** Storage for `numel` elements of dtype d (block types: numel must be a multiple of the block size). */
+/**
+ * Storage for `numel` elements of dtype d (block types: numel must be a multiple of the block size), zeroed. Inside a
+ * step arena's run (core/arena.ts) it comes from the arena and is reused by the next step.
+ */
 export function allocate(d: DType, numel: number): TypedArray {
   const info = DTYPES[d];
-  if (info.blockSize > 1) {
-    if (numel % info.blockSize !== 0) throw new DTypeError("allocate", `${d} needs a multiple of ${info.blockSize} elements, got ${numel}`);
-    return new info.array((numel / info.blockSize) * info.bytes);
-  }
-  return new info.array(numel);
+  if (info.blockSize > 1 && numel % info.blockSize !== 0) throw new DTypeError("allocate", `${d} needs a multiple of ${info.blockSize} elements, got ${numel}`);
+  const units = info.blockSize > 1 ? (numel / info.blockSize) * info.bytes : numel;
+  return arenaAlloc(d, units, info.array);
 }
 
 /** The dtype two operands compute in (PyTorch-style promotion for the types we have). */

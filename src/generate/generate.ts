@@ -5,6 +5,8 @@ import { FathomError } from "../core/errors.js";
 import { Tensor } from "../core/tensor.js";
 import { Generator } from "../core/ops/create.js";
 import { noGrad } from "../core/autograd.js";
+import { allocate } from "../core/dtype.js";
+import { StepArena } from "../core/arena.js";
 import type { CausalLM } from "../models/decoder.js";
 import type { KVCache } from "../nn/attention.js";
 import { resolveConfig, type GenerationConfig, type ResolvedConfig } from "./config.js";
@@ -38,21 +40,26 @@ export class GenerationSession {
   reset(): void { this.cache = null; this.tokens = []; }
 }
 
-const i32 = (rows: number[][]) => new Tensor(Int32Array.from(rows.flat()), "i32", [rows.length, rows[0]?.length ?? 0]);
-
-function lastLogits(logits: Tensor): Float64Array[] {
-  const [B, T, V] = logits.shape;
-  const data = logits.slice(1, T - 1).to("f32").contiguous().toArray();
-  return Array.from({ length: B }, (_, b) => Float64Array.from(data.slice(b * V, (b + 1) * V)));
+/** A tensor of the given values (storage from allocate: the step arena's while a step runs). */
+function filled(values: number[], dtype: "i32" | "bool", shape: number[]): Tensor {
+  const a = allocate(dtype, values.length);
+  for (let i = 0; i < values.length; i++) a[i] = values[i];
+  return new Tensor(a, dtype, shape);
 }
 
-/** Running state of a batch of rows: their ids, the attention mask (left padding) and the cache. */
+/**
+ * Running state of a batch of rows: their ids, the attention mask (left padding) and the cache. Each step runs in a
+ * step arena and its last-position logits are copied into rows kept from step to step, so a warm step allocates no
+ * typed arrays (the rows are valid until the next step).
+ */
 class Batch {
   mask: number[][];
+  private readonly arena = new StepArena();
+  private scores: Float64Array[] = [];
   constructor(readonly model: CausalLM, public ids: number[][], public promptLens: number[], readonly padded: number) {
     this.mask = ids.map((r, b) => r.map((_, t) => (t < padded - promptLens[b] ? 0 : 1)));
   }
-  /** Forward the given new tokens (B, n) with positions from the mask. */
+  /** Forward the given new tokens (B, n) with positions from the mask; the last position's logits of each row. */
   step(cache: KVCache, newIds: number[][]): Float64Array[] {
     const B = newIds.length, n = newIds[0].length, past = cache.length;
     const pos: number[] = [];
@@ -62,9 +69,18 @@ class Batch {
     }
     const anyPad = this.mask.some((r) => r.includes(0));
     const Tk = past + n;
-    const mask = anyPad ? new Tensor(Uint8Array.from(this.mask.flatMap((r) => r.slice(0, Tk))), "bool", [B, 1, 1, Tk]) : null;
-    const logits = this.model.forward(i32(newIds), { cache, positions: new Tensor(Int32Array.from(pos), "i32", [B, n]), mask });
-    return lastLogits(logits);
+    return this.arena.run(() => {
+      const mask = anyPad ? filled(this.mask.flatMap((r) => r.slice(0, Tk)), "bool", [B, 1, 1, Tk]) : null;
+      const logits = this.model.forward(filled(newIds.flat(), "i32", [B, n]), { cache, positions: filled(pos, "i32", [B, n]), mask });
+      return this.lastLogits(logits);
+    });
+  }
+  private lastLogits(logits: Tensor): Float64Array[] {
+    const [B, T, V] = logits.shape;
+    const data = logits.slice(1, T - 1).to("f32").contiguous().buffer();
+    if (this.scores.length !== B || this.scores[0].length !== V) this.scores = Array.from({ length: B }, () => new Float64Array(V));
+    this.scores.forEach((row, b) => row.set(data.subarray(b * V, (b + 1) * V)));
+    return this.scores;
   }
 }
 

@@ -9,6 +9,8 @@ import { Embedding, Linear, RMSNorm } from "../nn/layers.js";
 import { KVCache, type AttentionContext, type KVCacheOptions, type LayerCache } from "../nn/attention.js";
 import { FathomError } from "../core/errors.js";
 import { indexSelect } from "../core/ops/index_ops.js";
+import { allocate } from "../core/dtype.js";
+import { StepArena } from "../core/arena.js";
 import type { RawConfig } from "./config.js";
 
 export interface AttentionModule extends Module { forward(x: Tensor, ctx: AttentionContext, cache?: LayerCache): Tensor }
@@ -124,7 +126,7 @@ export abstract class CausalLM extends Module {
     if (!seqs.length || seqs.some((s) => s.ids.length === 0)) throw new FathomError("forwardRagged", "every sequence needs at least one new token");
     if (this.tieWordEmbeddings) this.lm_head.weight = this.model.embed_tokens.weight;
     const N = seqs.reduce((a, s) => a + s.ids.length, 0);
-    const ids = new Int32Array(N), pos = new Int32Array(N);
+    const ids = allocate("i32", N) as Int32Array, pos = allocate("i32", N) as Int32Array;
     const segs: { start: number; length: number; pastLength: number }[] = [];
     let at = 0;
     for (const s of seqs) {
@@ -145,7 +147,8 @@ export abstract class CausalLM extends Module {
     const want = o.logitsFor ?? seqs.map((_, i) => i);
     let logits: Tensor | null = null;
     if (want.length) {
-      const rows = new Tensor(Int32Array.from(want, (i) => segs[i].start + segs[i].length - 1), "i32", [want.length]);
+      const rows = new Tensor(allocate("i32", want.length), "i32", [want.length]);
+      want.forEach((i, k) => { rows.data[k] = segs[i].start + segs[i].length - 1; });
       logits = this.lm_head.forward(indexSelect(h, 1, rows)).reshape(want.length, -1);
     }
     return o.hidden ? { logits, hidden: h } : { logits };
@@ -154,21 +157,28 @@ export abstract class CausalLM extends Module {
   /** A KV cache; `dtype` f32 (default), bf16 or q8_0 sets how keys and values are stored. */
   newCache(o: KVCacheOptions = {}): KVCache { return new KVCache(this.layers.length, o); }
 
-  /** Greedy decoding: the new ids and each one's log-probability (no sampling; see generate() for the knobs). */
+  /**
+   * Greedy decoding: the new ids and each one's log-probability (no sampling; see generate() for the knobs). Each step
+   * runs in a step arena over a preallocated cache, so a warm step allocates no typed arrays.
+   */
   generateGreedy(promptIds: number[], maxNewTokens: number, eos: number[] = []): { tokenIds: number[]; logprobs: number[] } {
     return noGrad(() => {
-      const cache = this.newCache();
+      const cache = this.newCache({ capacity: promptIds.length + maxNewTokens }), arena = new StepArena();
       const tokenIds: number[] = [], logprobs: number[] = [];
-      let input = new Tensor(Int32Array.from(promptIds), "i32", [1, promptIds.length]);
+      let feed = promptIds;
       for (let step = 0; step < maxNewTokens; step++) {
-        const logits = this.forward(input, { cache });
-        const last = logits.slice(1, logits.shape[1] - 1).reshape(-1).to("f32");
-        const lp = last.logSoftmax(-1);
-        const next = lp.argmax().item();
+        const next = arena.run(() => {
+          const ids = allocate("i32", feed.length) as Int32Array;
+          ids.set(feed);
+          const logits = this.forward(new Tensor(ids, "i32", [1, feed.length]), { cache });
+          const lp = logits.slice(1, logits.shape[1] - 1).reshape(-1).to("f32").logSoftmax(-1);
+          const t = lp.argmax().item();
+          logprobs.push(lp.buffer()[t]);
+          return t;
+        });
         tokenIds.push(next);
-        logprobs.push(lp.toArray()[next]);
         if (eos.includes(next)) break;
-        input = new Tensor(Int32Array.of(next), "i32", [1, 1]);
+        feed = [next];
       }
       return { tokenIds, logprobs };
     });

@@ -10,7 +10,9 @@ import { Module } from "./module.js";
 import { Linear, forwardMany } from "./layers.js";
 import type { RotaryEmbedding } from "./rope.js";
 import { QUANT_TYPES } from "../quant/types.js";
-import { DTYPES, type TypedArray } from "../core/dtype.js";
+import { DTYPES, allocate, type TypedArray } from "../core/dtype.js";
+import { inArena, outsideArena } from "../core/arena.js";
+import { getBackend } from "../core/backend/index.js";
 
 /** Storage type of cached keys/values: f32 (exact), bf16 (half the bytes), q8_0 (34 bytes per 32 values). */
 export type KVCacheDType = "f32" | "bf16" | "q8_0";
@@ -27,7 +29,7 @@ export interface KVCacheOptions {
 /**
  * q8_0 storage of a (B, H, T, d) tensor: each (b, h, t) row of d values as q8_0 blocks, d zero-padded to a multiple
  * of 32 (zeros change no block scale); rows of one (b, h) sit `cap` rows apart (cap ≥ T, room to append in place).
- * Dequantized on read (in TypeScript for now).
+ * Dequantized on read by the backend (dequantQ8Rows) into a scratch buffer shared by every cache (see q8Read).
  */
 export interface Q8Store { B: number; H: number; T: number; cap: number; d: number; blocks: Uint8Array }
 
@@ -60,7 +62,8 @@ export class KVCache {
     });
   }
   /** Keeps rows `index` of every cached tensor, in that order (beam search follows its chosen beams). */
-  reorder(index: number[]): void {
+  reorder(index: number[]): void { outsideArena(() => this.reorderImpl(index)); }
+  private reorderImpl(index: number[]): void {
     const idx = new Tensor(Int32Array.from(index), "i32", [index.length]);
     for (const l of this.layers) {
       for (const k of ["k", "v"] as const) {
@@ -98,7 +101,8 @@ export class KVCache {
     this.length = n;
   }
   /** Replaces this cache's content with the first `n` positions of `src` (same layer count and dtype; batch 1 or equal). */
-  copyFrom(src: KVCache, n: number): void {
+  copyFrom(src: KVCache, n: number): void { outsideArena(() => this.copyFromImpl(src, n)); }
+  private copyFromImpl(src: KVCache, n: number): void {
     if (src.layers.length !== this.layers.length || src.dtype !== this.dtype) throw new FathomError("KVCache", "copyFrom needs a cache of the same model and dtype");
     if (n > src.length) throw new FathomError("KVCache", `copyFrom: source holds ${src.length} positions, asked for ${n}`);
     this.truncate(0);
@@ -129,7 +133,7 @@ const q8RowBytes = (d: number) => (padTo32(d) / 32) * 34;
 
 function q8Append(prev: Q8Store | undefined, t: Tensor, capHint?: number): Q8Store {
   const [B, H, Tn, d] = t.shape, rb = q8RowBytes(d), dp = padTo32(d);
-  const x = t.float().contiguous().buffer() as Float32Array, row = new Float32Array(dp);
+  const x = t.float().contiguous().buffer() as Float32Array, row = allocate("f32", dp) as Float32Array;
   const T0 = prev?.T ?? 0, T = T0 + Tn;
   let s: Q8Store;
   if (prev && prev.cap >= T) s = { ...prev, T };
@@ -145,14 +149,16 @@ function q8Append(prev: Q8Store | undefined, t: Tensor, capHint?: number): Q8Sto
   return s;
 }
 
-function q8Read(s: Q8Store): Tensor {
-  const { B, H, T, cap, d } = s, dp = padTo32(d), rb = q8RowBytes(d);
-  const out = new Float32Array(B * H * T * d);
-  for (let bh = 0; bh < B * H; bh++) {
-    const all = QUANT_TYPES.q8_0.dequantizeRef(s.blocks.subarray(bh * cap * rb, (bh * cap + T) * rb));
-    if (dp === d) out.set(all, bh * T * d);
-    else for (let t = 0; t < T; t++) out.set(all.subarray(t * dp, t * dp + d), (bh * T + t) * d);
-  }
+// f32 scratch for dequantized keys and values, shared by every q8_0 cache and layer (each read is consumed by the
+// attention that follows before the next read of the same key), grown by doubling: a step allocates nothing.
+const q8Scratch = { k: new Float32Array(0), v: new Float32Array(0) };
+
+/** Everything `s` holds as f32 (B, H, T, d): a view of the `key` scratch, valid until the next read of that key. */
+function q8Read(s: Q8Store, key: "k" | "v"): Tensor {
+  const { B, H, T, cap, d } = s, n = B * H * T * d;
+  if (q8Scratch[key].length < n) q8Scratch[key] = new Float32Array(Math.max(n, 2 * q8Scratch[key].length));
+  const out = q8Scratch[key];
+  getBackend().dequantQ8Rows(B * H, T, cap, d, s.blocks, out);
   return new Tensor(out, "f32", [B, H, T, d]);
 }
 
@@ -196,13 +202,16 @@ function bufAppend(cache: LayerCache, key: "k" | "v", t: Tensor, storage: Tensor
   return (cache[key] = bufView(buf!, T));
 }
 
-/** Appends new (B, H, T, d) entries to a cached tensor along T; returns everything cached, in t's dtype. */
+/**
+ * Appends new (B, H, T, d) entries to a cached tensor along T; returns everything cached, in t's dtype. For a q8_0
+ * cache that is a view of a scratch buffer that the next q8_0 append of the same key overwrites: use it at once.
+ */
 export function appendCache(cache: LayerCache | undefined, key: "k" | "v", t: Tensor): Tensor {
   if (!cache) return t;
   if (cache.dtype === "q8_0") {
     const qk = key === "k" ? "qk" : "qv";
     cache[qk] = q8Append(cache[qk], t.detach(), cache.cap);
-    const all = q8Read(cache[qk]!);
+    const all = q8Read(cache[qk]!, key);
     return t.dtype === "f32" ? all : all.to(t.dtype);
   }
   if (cache.cap !== undefined) {
@@ -210,10 +219,13 @@ export function appendCache(cache: LayerCache | undefined, key: "k" | "v", t: Te
     const all = bufAppend(cache, key, t.detach(), storage);
     return all.dtype === t.dtype ? all : all.to(t.dtype);
   }
+  // Not preallocated: the cache keeps the concatenation, so it is made outside any step arena.
   const prev = cache[key];
-  const add = cache.dtype === "bf16" ? t.detach().to("bf16") : t;
-  const all = prev ? concat([prev, add], 2) : add;
-  cache[key] = all.detach();
+  const all = outsideArena(() => {
+    const add = cache.dtype === "bf16" ? t.detach().to("bf16") : t;
+    return prev ? concat([prev, add], 2) : add;
+  });
+  cache[key] = all === t && inArena() ? outsideArena(() => t.detach().clone()) : all.detach();   // t may be step storage
   return cache.dtype === "bf16" && t.dtype !== "bf16" ? all.to(t.dtype) : all;
 }
 

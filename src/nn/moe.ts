@@ -3,6 +3,7 @@
 // chooses, the unbiased scores weight). Router math runs in f32. Training extras: the V2 auxiliary balance loss
 // (sequence-wise or batch-wise) and V3's auxiliary-loss-free bias update (updateBias after each step).
 import { FathomError } from "../core/errors.js";
+import { allocate } from "../core/dtype.js";
 import { Tensor } from "../core/tensor.js";
 import { zeros } from "../core/ops/create.js";
 import { concat } from "../core/ops/movement.js";
@@ -64,6 +65,13 @@ export class MoEGate extends Module {
   }
 }
 
+/** A 1-D i32 tensor of the given values (its storage from allocate: a decode step's arena). */
+function i32(v: readonly number[]): Tensor {
+  const a = allocate("i32", v.length) as Int32Array;
+  for (let i = 0; i < v.length; i++) a[i] = v[i];
+  return new Tensor(a, "i32", [v.length]);
+}
+
 export class DeepseekMoE extends Module {
   declare gate: MoEGate;
   declare experts: MLP[];
@@ -90,11 +98,12 @@ export class DeepseekMoE extends Module {
     const rows: number[][] = Array.from({ length: E }, () => []), slots: number[][] = Array.from({ length: E }, () => []);
     for (let p = 0; p < N * K; p++) { rows[idx[p]].push(Math.floor(p / K)); slots[idx[p]].push(p); }
     const outs: Tensor[] = [], dest: Tensor[] = [];
-    this.lastLoad = Float64Array.from(rows, (r) => r.length);
+    if (this.lastLoad.length !== E) this.lastLoad = new Float64Array(E);
+    for (let e = 0; e < E; e++) this.lastLoad[e] = rows[e].length;
     for (let e = 0; e < E; e++) {
       if (!rows[e].length) continue;
-      const at = new Tensor(Int32Array.from(rows[e]), "i32", [rows[e].length]);
-      const w = indexSelect(wFlat, 0, new Tensor(Int32Array.from(slots[e]), "i32", [slots[e].length])).reshape(-1, 1);
+      const at = i32(rows[e]);
+      const w = indexSelect(wFlat, 0, i32(slots[e])).reshape(-1, 1);
       outs.push(this.experts[e].forward(indexSelect(flat, 0, at)).mul(w.to(x.dtype)));
       dest.push(at);
     }

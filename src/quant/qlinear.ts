@@ -8,7 +8,8 @@
 // absorbed form as llama.cpp does. Rows whose length does not fit the block fall back: q4_K → q8_0 when K % 32 == 0,
 // else f16 (as are q8_0/q4_0 when K % 32 != 0). int8 never needs a fallback.
 import { FathomError, ShapeError } from "../core/errors.js";
-import { isBlock, type BlockDType } from "../core/dtype.js";
+import { allocate, isBlock, type BlockDType } from "../core/dtype.js";
+import { outsideArena } from "../core/arena.js";
 import { Tensor } from "../core/tensor.js";
 import { concat } from "../core/ops/movement.js";
 import { matmul } from "../core/ops/linalg.js";
@@ -119,7 +120,7 @@ export class QLinear extends Module {
   /** The weight in the backend's packed form, made on first use (again if the backend or the weight changed). */
   private packedFor(be: Backend): object {
     if (!this.packed || this.packedKey![0] !== be || this.packedKey![1] !== this.weight) {
-      this.packed = this.pack(be, qbytes(this.weight.contiguous()));
+      this.packed = outsideArena(() => this.pack(be, qbytes(this.weight.contiguous())));   // kept across steps
       this.packedKey = [be, this.weight];
     }
     return this.packed;
@@ -162,7 +163,7 @@ export class QLinear extends Module {
     if (x.shape[x.ndim - 1] !== K) throw new ShapeError("QLinear", `input [${x.shape.join(", ")}] does not end in ${K}`);
     const xf = (x.dtype === "f32" ? x : x.to("f32")).detach().contiguous();
     const M = xf.numel / K, xb = xf.buffer() as Float32Array;
-    const outs = qs.map((l) => new Float32Array(M * l.outFeatures));
+    const outs = qs.map((l) => allocate("f32", M * l.outFeatures) as Float32Array);
     if (M > 0) {
       if (qs.length === 1) be.quantMatmul!(M, xb, qs[0].packedFor(be), outs[0]);
       else be.quantMatmulMany!(M, xb, qs.map((l) => l.packedFor(be)), outs);
@@ -192,7 +193,7 @@ export class QEmbedding extends Module {
     this.param("weight_scale", q.scale);
   }
   forward(ids: Tensor): Tensor {
-    const idx = ids.to("i32").buffer() as Int32Array, D = this.dim, out = new Float32Array(idx.length * D);
+    const idx = ids.to("i32").buffer() as Int32Array, D = this.dim, out = allocate("f32", idx.length * D) as Float32Array;
     const data: QuantWeightData = { type: qkindOf(this.weight), N: this.num, K: D, data: qbytes(this.weight.contiguous()),
       scales: this.weight_scale ? (this.weight_scale.buffer() as Float32Array) : null };
     idx.forEach((id, i) => {
@@ -239,7 +240,7 @@ export class SplitKvB extends Module {
   private headsOf(half: "k_b" | "v_b"): QLinear[] {
     const w = this[half], sc = this[`${half}_scale`], cur = this.heads.get(half);
     if (cur && cur.of === w) return cur.lin;
-    const [, N, K] = w.shape, q = { weight: w.contiguous(), scale: sc };
+    const [, N, K] = w.shape, q = outsideArena(() => ({ weight: w.contiguous(), scale: sc }));
     const lin = Array.from({ length: this.H }, (_, h) => new QLinear(K, N, sliceQ(q, h)));
     this.heads.set(half, { of: w, lin });
     return lin;
@@ -253,7 +254,7 @@ export class SplitKvB extends Module {
     const w = this[half], [B, H, T, K] = x.shape, N = w.shape[1];
     if (!SplitKvB.isQuantized(w)) {
       let d = this.dense32.get(half);
-      if (!d || d.of !== w) { d = { of: w, w: w.float().transpose(1, 2).contiguous() }; this.dense32.set(half, d); }   // (H, K, N)
+      if (!d || d.of !== w) { d = { of: w, w: outsideArena(() => w.float().transpose(1, 2).contiguous()) }; this.dense32.set(half, d); }   // (H, K, N), kept
       const xr = w.dtype === "f16" || w.dtype === "bf16" ? x.to(w.dtype).float() : x.float();
       // row-invariant (one FMA chain per output over K): a decoded token gets the bits it gets inside a prefill
       return matmul(xr, d.w, { rowInvariant: true });

@@ -6,6 +6,7 @@
 import { FathomError } from "../core/errors.js";
 import { Generator } from "../core/ops/create.js";
 import { noGrad } from "../core/autograd.js";
+import { StepArena } from "../core/arena.js";
 import type { CausalLM, RaggedSequence } from "../models/decoder.js";
 import type { KVCache, KVCacheDType } from "../nn/attention.js";
 import {
@@ -67,6 +68,8 @@ export class Scheduler {
   private readonly slots: (Seq | null)[];
   private readonly caches: (KVCache | null)[];
   private readonly prefixes: PrefixEntry[] = [];
+  /** Storage of the forward steps: reused from step to step (the logits rows are read before the next step). */
+  private readonly arena = new StepArena();
   private prefixHits = 0;
   private clock = 0;
   private readonly vocab: number;
@@ -217,7 +220,7 @@ export class Scheduler {
     let rows: Float32Array | null = null;
     try {
       const seqs: RaggedSequence[] = batch.map((b) => ({ ids: b.ids, cache: b.cache }));
-      const r = noGrad(() => this.model.forwardRagged(seqs, { logitsFor: want }));
+      const r = noGrad(() => this.arena.run(() => this.model.forwardRagged(seqs, { logitsFor: want })));
       rows = r.logits ? (r.logits.to("f32").contiguous().buffer() as Float32Array) : null;
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);

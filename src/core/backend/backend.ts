@@ -58,6 +58,12 @@ export interface Backend {
   copyStrided(shape: readonly number[], src: TypedArray, srcOff: number, srcStrides: readonly number[], dst: TypedArray): void;
   /** y = x converted between dtypes (same element count, contiguous). */
   cast(from: DType, x: TypedArray, to: DType, y: TypedArray): void;
+  /**
+   * q8_0 rows to f32: src holds `groups` runs of `cap` rows, each row ceil(d/32) q8_0 blocks (34 bytes: f16 scale,
+   * 32 int8); dst [groups, T, d] (contiguous) = the first T rows of each run, the first d values of each row.
+   * (A q8_0 KV cache read before attention.)
+   */
+  dequantQ8Rows(groups: number, T: number, cap: number, d: number, src: Uint8Array, dst: Float32Array): void;
   /** One AdamW step in place on p, m, v. */
   adamw(p: FArr, g: FArr, m: FArr, v: FArr, o: AdamWArgs): void;
 

@@ -2,7 +2,7 @@
 // dtype, as Hugging Face's LlamaRMSNorm does. `rmsNormReference` is the spec: gradients and backends without a
 // kernel use it; the native kernel pair (forward, backward) must match it.
 import { ShapeError, fmtShape } from "../errors.js";
-import { isHalf } from "../dtype.js";
+import { allocate, isHalf } from "../dtype.js";
 import { Tensor } from "../tensor.js";
 import { record } from "../autograd.js";
 import { getBackend } from "../backend/index.js";
@@ -23,7 +23,7 @@ export function rmsNorm(x: Tensor, w: Tensor | null, eps = 1e-6): Tensor {
   if (!be.rmsNorm || x.dtype !== "f32" || (w && w.dtype !== "f32")) return rmsNormReference(x, w, eps);
   const rows = x.numel / Math.max(n, 1);
   const xb = x.buffer() as Float32Array, wb = w ? (w.buffer() as Float32Array) : null;
-  const y = new Float32Array(x.numel), rstd = new Float32Array(rows);
+  const y = allocate("f32", x.numel) as Float32Array, rstd = allocate("f32", rows) as Float32Array;
   be.rmsNorm(rows, n, xb, wb, eps, y, rstd);
   const inputs = w ? [x, w] : [x];
   return record(new Tensor(y, "f32", x.shape), "rms_norm", inputs, (g) => {

@@ -6,7 +6,7 @@
 // by whoever builds them); `positions` (i32) broadcasts to x.shape[:-1], so either [B, H, T, D] with positions
 // [B, 1, T] or [B, T, H, D] with positions [B, T, 1] works, with any offset (a KV cache's) already added.
 import { DTypeError, FathomError, ShapeError, fmtShape } from "../errors.js";
-import { isHalf } from "../dtype.js";
+import { allocate, isHalf } from "../dtype.js";
 import { Tensor } from "../tensor.js";
 import { record } from "../autograd.js";
 import { getBackend } from "../backend/index.js";
@@ -36,7 +36,7 @@ function rowPositions(positions: Tensor, rowShape: number[]): Int32Array {
   if (positions.ndim > rowShape.length || positions.shape.some((d, i) => d !== 1 && d !== rowShape[rowShape.length - positions.ndim + i]))
     throw new ShapeError("rope", `positions ${fmtShape(positions.shape)} do not broadcast to ${fmtShape(rowShape)}`);
   const st = broadcastStrides(positions.shape, positions.strides, rowShape);
-  const n = rowShape.reduce((a, b) => a * b, 1), out = new Int32Array(n), src = positions.data as Int32Array, nd = rowShape.length;
+  const n = rowShape.reduce((a, b) => a * b, 1), out = allocate("i32", n) as Int32Array, src = positions.data as Int32Array, nd = rowShape.length;
   if (nd === 0) { if (n) out[0] = src[positions.offset]; return out; }
   const idx = new Array<number>(nd).fill(0);
   let off = positions.offset;
@@ -79,7 +79,7 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, o: 
   const { D, rotDim, pos, P } = check(x, cos, sin, positions, o);
   const rows = pos.length;
   const cb = cast(cos, "f32").buffer() as Float32Array, sb = cast(sin, "f32").buffer() as Float32Array;
-  const y = new Float32Array(x.numel);
+  const y = allocate("f32", x.numel) as Float32Array;
   be.rope(rows, D, rotDim, x.buffer() as Float32Array, y, cb, sb, P, pos, !!o.interleaved, false);
   return record(new Tensor(y, "f32", x.shape), "rope", [x], (g) => {
     const dx = new Float32Array(x.numel);

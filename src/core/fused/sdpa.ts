@@ -12,7 +12,7 @@
 // else (a transposed last axis, negative strides, f16/bf16) is copied to contiguous f32 first. The backward pass
 // (training) takes contiguous copies of k and v.
 import { DTypeError, ShapeError, fmtShape } from "../errors.js";
-import { isHalf, isFloat } from "../dtype.js";
+import { allocate, isHalf, isFloat } from "../dtype.js";
 import { broadcastShapes, broadcastStrides } from "../shape.js";
 import { Tensor } from "../tensor.js";
 import { record } from "../autograd.js";
@@ -67,8 +67,14 @@ function kvView(t: Tensor): [Float32Array, Float64Array | null] {
   if (t.isContiguous) return [t.buffer() as Float32Array, null];
   const st = t.strides;
   if ((st[3] === 1 || t.shape[3] === 1) && st[0] >= 0 && st[1] >= 0 && st[2] >= 0 && t.data instanceof Float32Array)
-    return [t.data.subarray(t.offset), Float64Array.of(st[0], st[1], st[2])];
+    return [t.data.subarray(t.offset), strides3(st[0], st[1], st[2])];
   return [t.buffer() as Float32Array, null];
+}
+
+function strides3(a: number, b: number, c: number): Float64Array {
+  const s = allocate("f64", 3) as Float64Array;
+  s[0] = a; s[1] = b; s[2] = c;
+  return s;
 }
 
 export function sdpa(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions = {}): Tensor {
@@ -81,11 +87,13 @@ export function sdpa(q: Tensor, k: Tensor, v: Tensor, o: SdpaOptions = {}): Tens
   if (o.mask) {
     const m = o.mask.dtype === "bool" || o.mask.dtype === "f32" ? o.mask : cast(o.mask, "f32");
     mask = m.data.subarray(m.offset) as Float32Array | Uint8Array;
-    maskStrides = Int32Array.from(broadcastStrides(m.shape, m.strides, full));
+    const bs = broadcastStrides(m.shape, m.strides, full);
+    maskStrides = allocate("i32", bs.length) as Int32Array;
+    maskStrides.set(bs);
   }
   const qb = q.buffer() as Float32Array;
   const [kv, ks] = kvView(k), [vv, vs] = kvView(v);
-  const out = new Float32Array(B * Hq * Tq * Dv), lse = new Float32Array(B * Hq * Tq);
+  const out = allocate("f32", B * Hq * Tq * Dv) as Float32Array, lse = allocate("f32", B * Hq * Tq) as Float32Array;
   const args = { B, Hq, Hkv, Tq, Tk, D, Dv, q: qb, k: kv, v: vv, out, lse, scale, causal: !!o.causal, qOffset, mask, maskStrides };
   be.attention({ ...args, kStrides: ks, vStrides: vs });
   return record(new Tensor(out, "f32", [B, Hq, Tq, Dv]), "sdpa", [q, k, v], (g) => {

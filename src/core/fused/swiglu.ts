@@ -1,6 +1,6 @@
 // SwiGLU's gate: silu(gate) * up, elementwise (the MLP's projections stay separate matmuls).
 import { ShapeError, fmtShape } from "../errors.js";
-import { isHalf } from "../dtype.js";
+import { allocate, isHalf } from "../dtype.js";
 import { sameShape } from "../shape.js";
 import { Tensor } from "../tensor.js";
 import { record } from "../autograd.js";
@@ -17,7 +17,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   const be = getBackend();
   if (!be.swiglu || gate.dtype !== "f32" || up.dtype !== "f32") return swigluReference(gate, up);
   const gb = gate.buffer() as Float32Array, ub = up.buffer() as Float32Array;
-  const out = new Float32Array(gate.numel);
+  const out = allocate("f32", gate.numel) as Float32Array;
   be.swiglu(gb, ub, out);
   return record(new Tensor(out, "f32", gate.shape), "swiglu", [gate, up], (g) => {
     const dg = new Float32Array(gate.numel), du = new Float32Array(gate.numel);

@@ -135,7 +135,7 @@ export function compare(a: Tensor, o: TensorLike, op: CompareOp): Tensor {
   const b = asT(o, a);
   noBlock(a, op); noBlock(b, op);
   const shape = broadcastShapes(a.shape, b.shape, op);
-  const out = new Uint8Array(numel(shape));
+  const out = allocate("bool", numel(shape));
   const f = cmpFns[op];
   forEachStrided(shape, a.offset, broadcastStrides(a.shape, a.strides, shape), b.offset, broadcastStrides(b.shape, b.strides, shape),
     (i, ia, ib) => { out[i] = f(readAt(a.dtype, a.data, ia), readAt(b.dtype, b.data, ib)) ? 1 : 0; });

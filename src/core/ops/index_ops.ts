@@ -21,6 +21,13 @@ function bound(v: number, n: number, op: string, dim: number): number {
   return i;
 }
 
+/** The indices with negatives wrapped, each checked against n. */
+function boundAll(idx: Int32Array, n: number, op: string, dim: number): Int32Array {
+  const rows = allocate("i32", idx.length) as Int32Array;
+  for (let j = 0; j < idx.length; j++) rows[j] = bound(idx[j], n, op, dim);
+  return rows;
+}
+
 function noBlock(x: Tensor, op: string) {
   if (isBlock(x.dtype)) throw new DTypeError(op, `${x.dtype} is a packed block type; dequantize it first`);
 }
@@ -35,7 +42,7 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   const shape = [...x.shape];
   shape[d] = idx.length;
   const out = allocate(x.dtype, numel(shape));
-  const rows = idx.map((v) => bound(v, n, "indexSelect", d));
+  const rows = boundAll(idx, n, "indexSelect", d);
   for (let o = 0; o < outer; o++) for (let j = 0; j < rows.length; j++) {
     const src = (o * n + rows[j]) * inner, dst = (o * rows.length + j) * inner;
     out.set(xb.subarray(src, src + inner) as never, dst);
@@ -55,7 +62,7 @@ export function indexAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): Te
     throw new ShapeError("indexAdd", `source ${fmtShape(src.shape)} does not match ${fmtShape(want)}`);
   const s = (src.dtype === x.dtype ? src : cast(src, x.dtype));
   const sb = accBuffer(s), ob = accBuffer(contiguous(x), true);
-  const rows = idx.map((v) => bound(v, n, "indexAdd", d));
+  const rows = boundAll(idx, n, "indexAdd", d);
   for (let o = 0; o < outer; o++) for (let j = 0; j < rows.length; j++) {
     const a = (o * n + rows[j]) * inner, b = (o * rows.length + j) * inner;
     for (let k = 0; k < inner; k++) ob[a + k] += sb[b + k];
@@ -115,14 +122,15 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
 // Scatter accumulation happens in float64 (or the integer type) and is rounded once at the end.
 function accBuffer(t: Tensor, copy = false): Float64Array | Int32Array | Float32Array {
   const b = t.contiguous().buffer();
-  if (isHalf(t.dtype)) return Float64Array.from(cast(t, "f32").buffer() as Float32Array);
-  if (t.dtype === "f32") return Float64Array.from(b as Float32Array);
-  if (t.dtype === "f64") return copy ? Float64Array.from(b as Float64Array) : (b as Float64Array);
-  return Int32Array.from(b as ArrayLike<number>);
+  const widen = (src: ArrayLike<number>, dt: "f64" | "i32") => { const a = allocate(dt, src.length) as Float64Array | Int32Array; a.set(src); return a; };
+  if (isHalf(t.dtype)) return widen(cast(t, "f32").buffer() as Float32Array, "f64");
+  if (t.dtype === "f32") return widen(b as Float32Array, "f64");
+  if (t.dtype === "f64") return copy ? widen(b as Float64Array, "f64") : (b as Float64Array);
+  return widen(b as ArrayLike<number>, "i32");
 }
 
 function fromAcc(acc: ArrayLike<number>, dtype: DType, shape: readonly number[]): Tensor {
-  if (isHalf(dtype)) return cast(new Tensor(Float32Array.from(acc), "f32", shape), dtype);
+  if (isHalf(dtype)) return cast(fromAcc(acc, "f32", shape), dtype);
   const out = allocate(dtype, acc.length);
   for (let i = 0; i < acc.length; i++) out[i] = acc[i];
   return new Tensor(out, dtype, shape);

@@ -89,7 +89,7 @@ export function argmax(x: Tensor, dim?: number, keepdim = false): Tensor {
   const c = xf.contiguous();
   const outer = numel(x.shape.slice(0, d)), n = x.shape[d], inner = numel(x.shape.slice(d + 1));
   if (n === 0) throw new ShapeError("argmax", `cannot reduce an empty dim ${d} of ${fmtShape(x.shape)}`);
-  const idx = new Int32Array(outer * inner);
+  const idx = allocate("i32", outer * inner) as Int32Array;
   getBackend().argmax(outer, n, inner, c.buffer() as FArr, idx);
   return new Tensor(idx, "i32", keptShape(x.shape, [d], keepdim));
 }

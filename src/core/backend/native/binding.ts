@@ -93,6 +93,8 @@ export interface NativeBinding {
   castBF16ToF32(n: number, x: Uint16Array, y: Float32Array): void;
   castF32ToF16(n: number, x: Float32Array, y: Uint16Array): void;
   castF16ToF32(n: number, x: Uint16Array, y: Float32Array): void;
+  /** See Backend.dequantQ8Rows (native/bind/ops.cc; absent from addons built before it). */
+  dequantQ8Rows?(groups: number, T: number, cap: number, d: number, src: Uint8Array, dst: Float32Array): void;
   /** dst (contiguous, `shape`) = src read at srcOffset + Σ idx·srcStrides; elements of 1, 2, 4 or 8 bytes. */
   copyStrided(elemBytes: number, shape: Int32Array, src: ArrayBufferView, srcOffset: number, srcStrides: Int32Array, dst: ArrayBufferView): void;
 

@@ -1,7 +1,7 @@
 // The native backend: the C++ addon's kernels for float32 data; anything else (float64 gradient checks,
 // integer tensors) falls through to the reference backend, which is also the oracle its tests compare against.
 import type { AdamWArgs, AttentionArgs, BinaryOp, FArr, GemmArgs, ReduceOp, UnaryOp } from "../backend.js";
-import type { DType, TypedArray } from "../../dtype.js";
+import { allocate, type DType, type TypedArray } from "../../dtype.js";
 import { RefBackend } from "../ref/index.js";
 import { BinaryCode, ReduceCode, UnaryCode, type NativeBinding, type PackedMatrix, type PackedQuant } from "./binding.js";
 import { checkQuantWeight, chunkedQuantMatmul, type QuantKind, type QuantWeightData } from "../../../quant/qmatmul.js";
@@ -10,7 +10,8 @@ import { checkQuantWeight, chunkedQuantMatmul, type QuantKind, type QuantWeightD
 interface NativePackedQuant { native: PackedQuant; N: number; K: number }
 
 const isF32 = (x: unknown): x is Float32Array => x instanceof Float32Array;
-const i32 = (a: readonly number[]) => Int32Array.from(a);
+/** Shape and stride arguments, read by the addon during the call (from the step arena inside a decode step). */
+const i32 = (a: readonly number[]): Int32Array => { const r = allocate("i32", a.length) as Int32Array; r.set(a); return r; };
 
 export class NativeBackend extends RefBackend {
   override readonly name = "native" as const;
@@ -77,6 +78,11 @@ export class NativeBackend extends RefBackend {
     else if (from === "f32" && to === "f16") this.addon.castF32ToF16(n, x as Float32Array, y as Uint16Array);
     else if (from === "f16" && to === "f32") this.addon.castF16ToF32(n, x as Uint16Array, y as Float32Array);
     else super.cast(from, x, to, y);
+  }
+
+  override dequantQ8Rows(groups: number, T: number, cap: number, d: number, src: Uint8Array, dst: Float32Array): void {
+    if (this.addon.dequantQ8Rows) this.addon.dequantQ8Rows(groups, T, cap, d, src, dst);
+    else super.dequantQ8Rows(groups, T, cap, d, src, dst);
   }
 
   override adamw(p: FArr, g: FArr, m: FArr, v: FArr, o: AdamWArgs): void {

@@ -4,6 +4,7 @@ import type { AdamWArgs, Backend, BinaryOp, FArr, GemmArgs, ReduceOp, UnaryOp } 
 import type { DType, TypedArray } from "../../dtype.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../../dtype.js";
 import { unaryDeriv, unaryFn } from "./math.js";
+import { FathomError } from "../../errors.js";
 import { checkQuantWeight, refQuantMatmul, type QuantKind, type QuantWeightData } from "../../../quant/qmatmul.js";
 
 const binFns: Record<BinaryOp, (a: number, b: number) => number> = {
@@ -136,6 +137,19 @@ export class RefBackend implements Backend {
     for (let i = 0; i < x.length; i++) {
       const v = dec ? dec(x[i]) : x[i];
       y[i] = enc ? enc(v) : v;
+    }
+  }
+
+  dequantQ8Rows(groups: number, T: number, cap: number, d: number, src: Uint8Array, dst: Float32Array): void {
+    const nb = Math.ceil(d / 32), rb = nb * 34;
+    if (cap < T || src.length < groups * cap * rb || dst.length < groups * T * d)
+      throw new FathomError("dequantQ8Rows", `src of ${src.length} bytes / dst of ${dst.length} floats too small for ${groups}×${T} rows (cap ${cap}) of ${d}`);
+    for (let g = 0; g < groups; g++) for (let t = 0; t < T; t++) {
+      const s = (g * cap + t) * rb, o = (g * T + t) * d;
+      for (let b = 0; b < nb; b++) {
+        const sc = f16ToF32(src[s + b * 34] | (src[s + b * 34 + 1] << 8)), n = Math.min(32, d - b * 32);
+        for (let j = 0; j < n; j++) dst[o + b * 32 + j] = ((src[s + b * 34 + 2 + j] << 24) >> 24) * sc;
+      }
     }
   }
 
