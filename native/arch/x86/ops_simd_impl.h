@@ -492,6 +492,9 @@ void rmsnorm_bwd_row(int64_t n, const float* x, const float* w, float rstd, cons
 }
 
 // ---------------------------------------------------------------- RoPE
+#ifndef ROPE_VARIANT
+#define ROPE_VARIANT 1
+#endif
 void rope_row(int64_t half, const float* x, float* y, const float* c, const float* s, int interleaved, int inverse) {
   int64_t i = 0;
   if (!interleaved) {
@@ -521,10 +524,10 @@ void rope_row(int64_t half, const float* x, float* y, const float* c, const floa
     if (inverse) sv = v_neg(sv);
     v_st(y + 2 * i, v_fmaddsub(v, cv, v_mul(v_swap_pairs(v), sv)));
   }
-  for (; i < half; i++) {
+  for (; i < half; i++) {   // as the vector lanes (fmaddsub): the same bits whatever the width
     float a = x[2 * i], b = x[2 * i + 1], cv = c[i], sv = inverse ? -s[i] : s[i];
-    y[2 * i] = a * cv - b * sv;
-    y[2 * i + 1] = b * cv + a * sv;
+    y[2 * i] = __builtin_fmaf(a, cv, -(b * sv));
+    y[2 * i + 1] = __builtin_fmaf(b, cv, a * sv);
   }
 }
 
