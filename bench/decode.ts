@@ -3,7 +3,8 @@
 // thread count, useMmap false, flash attention off and an F32 KV cache like ours, a warm-up, median of `runs`).
 // `--synthetic llama-1b` writes a seeded random ~1.1B llama-layout model (hidden 2048, 22 layers, 32/4 heads, FFN 5632,
 // vocab 32000) in the requested type, cached under os.tmpdir(). bandwidth_fraction = (matrix bytes read per token ÷
-// read bandwidth measured here by a native sum over 512 MB, median of 9 passes) ÷ seconds per generated token.
+// read bandwidth, a native sum over 512 MB measured right before each timed run) ÷ seconds per generated token, the
+// median over runs.
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -106,23 +107,34 @@ function weightBytesPerToken(f: GGUFFile): number {
 }
 
 /**
- * GB/s of a native sum over a 512 MB Float32Array: the median of 9 passes, as decode speeds are medians of runs (on this
- * shared VM single passes range ~20-42 GB/s around a typical ~29; a best-of-n would compare median decode speed with
- * the luckiest burst).
+ * Read bandwidth: GB/s of a native sum over a 512 MB Float32Array, the median of `passes` passes. The decode benchmark
+ * measures it right before each timed generation run and pairs the two, so each run's bandwidth fraction compares
+ * its speed with the bandwidth of the same moment: on this shared VM single passes range ~20-42 GB/s as the host's
+ * load comes and goes (a best-of-n taken once would compare a median decode with the luckiest burst).
  */
-export function readBandwidth(): number {
-  const addon = loadNative()!;
-  const n = 128 << 20, x = new Float32Array(n).fill(1), y = new Float32Array(1);
-  addon.reduceF32(0, 1, n, 1, x, y);
-  const times: number[] = [];
-  for (let r = 0; r < 9; r++) { const t0 = performance.now(); addon.reduceF32(0, 1, n, 1, x, y); times.push(performance.now() - t0); }
-  return (n * 4) / (median(times) / 1e3) / 1e9;
+export class ReadBandwidth {
+  private readonly x = new Float32Array(128 << 20).fill(1);
+  private readonly y = new Float32Array(1);
+  private readonly addon = loadNative()!;
+  constructor() { this.addon.reduceF32(0, 1, this.x.length, 1, this.x, this.y); }
+  measure(passes = 3): number {
+    const times: number[] = [];
+    for (let r = 0; r < passes; r++) {
+      const t0 = performance.now();
+      this.addon.reduceF32(0, 1, this.x.length, 1, this.x, this.y);
+      times.push(performance.now() - t0);
+    }
+    return (this.x.length * 4) / (median(times) / 1e3) / 1e9;
+  }
 }
 
-function fathomRun(path: string, pp: number, tg: number, runs: number): { pp: number; tg: number } {
+interface FathomRun { pp: number; tg: number; bandwidthFraction: number; readGBs: number[] }
+
+function fathomRun(path: string, pp: number, tg: number, runs: number, bw: ReadBandwidth): FathomRun {
   const model = loadGGUF(path);
   const prompt = promptIds(pp, Number(model.rawConfig.vocab_size));
-  const ppTimes: number[] = [], tgTimes: number[] = [];
+  const bytes = weightBytesPerToken(GGUFFile.open(path));
+  const ppTimes: number[] = [], tgTimes: number[] = [], fractions: number[] = [], readGBs: number[] = [];
   const arena = new StepArena();
   noGrad(() => {
     for (let r = 0; r <= runs; r++) {                        // run 0 is the warm-up
@@ -134,13 +146,19 @@ function fathomRun(path: string, pp: number, tg: number, runs: number): { pp: nu
       if (r) ppTimes.push(performance.now() - t0);
       cache = model.newCache({ capacity: tg });
       let next = prompt[0];
+      const gbs = r ? bw.measure() : 0;
       t0 = performance.now();
       // each step in a step arena, as generate() runs it (a warm step allocates no typed arrays)
       for (let i = 0; i < tg; i++) next = arena.run(() => model.forward(new Tensor(Int32Array.of(next), "i32", [1, 1]), { cache }).argmax().item());
-      if (r) tgTimes.push(performance.now() - t0);
+      if (r) {
+        const ms = performance.now() - t0;
+        tgTimes.push(ms);
+        readGBs.push(gbs);
+        fractions.push((bytes / (gbs * 1e9)) / (ms / 1e3 / tg));   // bandwidth-bound time per token ÷ time per token
+      }
     }
   });
-  return { pp: pp / (median(ppTimes) / 1e3), tg: tg / (median(tgTimes) / 1e3) };
+  return { pp: pp / (median(ppTimes) / 1e3), tg: tg / (median(tgTimes) / 1e3), bandwidthFraction: median(fractions), readGBs };
 }
 
 async function llamaCppRun(path: string, pp: number, tg: number, runs: number, threads: number): Promise<{ pp: number; tg: number }> {
@@ -177,21 +195,21 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<{ threads: num
   if (!o.model && !o.synthetic) throw new FathomError("bench", "give a model file or --synthetic <name>");
   if (o.threads) addon.setThreads(o.threads);
   const threads = addon.getThreads(), runs = o.runs ?? 5, pp = o.pp ?? 128, tg = o.tg ?? 64, log = o.log ?? (() => {});
-  const bw = readBandwidth();
+  const bw = new ReadBandwidth(), readGBs: number[] = [];
   const files: [string, string][] = o.model ? [[o.model, GGUFFile.open(o.model).tensors.find((t) => t.name.endsWith("ffn_up.weight") || t.name.endsWith("ffn_up_exps.weight"))?.typeName.toLowerCase() ?? "?"]]
     : (o.types ?? ["q8_0", "q4_0"]).map((t) => [syntheticGGUF(o.synthetic!, t, log), t]);
   const results: DecodeRow[] = [];
   for (const [path, type] of files) {
     log(`fathom ${type} ...`);
-    const ours = fathomRun(path, pp, tg, runs);
+    const ours = fathomRun(path, pp, tg, runs, bw);
+    readGBs.push(...ours.readGBs);
     let lc: { pp: number; tg: number } | null = null;
     if (o.vsLlamaCpp) { log(`llama.cpp ${type} ...`); lc = await llamaCppRun(path, pp, tg, runs, threads); }
-    const bytes = weightBytesPerToken(GGUFFile.open(path));
     results.push({ type, pp_tps: r2(ours.pp), tg_tps: r2(ours.tg), llama_cpp_pp_tps: lc ? r2(lc.pp) : null, llama_cpp_tg_tps: lc ? r2(lc.tg) : null,
       pp_ratio: lc ? r2(ours.pp / lc.pp) : null, tg_ratio: lc ? r2(ours.tg / lc.tg) : null,
-      bandwidth_fraction: Math.round(((bytes / (bw * 1e9)) / (1 / ours.tg)) * 1000) / 1000 });
+      bandwidth_fraction: Math.round(ours.bandwidthFraction * 1000) / 1000 });
   }
-  return { threads, read_gbs: r2(bw), results };
+  return { threads, read_gbs: r2(median(readGBs)), results };
 }
 
 export function formatDecodeTable(r: Awaited<ReturnType<typeof benchDecode>>): string {
