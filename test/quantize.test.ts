@@ -225,6 +225,16 @@ test("forwardMany: quantized layers of one type run in one call and give each la
       many.forEach((y, i) => assert.deepEqual(y.buffer(), alone[i].buffer(), `${type} M=${x.shape[0]} layer ${i}`));
     }
   }
+  // one input per weight (MLA's per-head k_b / v_b): each output as its own layer's forward on its own input
+  for (const type of ["q8_0", "q4_K"] as const) {
+    const layers = [24, 40, 16].map((N, i) => new QLinear(K, N, quantizeWeight(F.randn([N, K], { seed: 40 + i }).mul(0.05), type)));
+    for (const M of [1, 5]) {
+      const xs = layers.map((_, i) => F.randn([M, K], { seed: 50 + i + M }));
+      const outs = layers.map((l) => new Float32Array(M * l.outFeatures));
+      QLinear.projectEach(layers, M, xs.map((x) => x.buffer() as Float32Array), outs);
+      outs.forEach((o, i) => assert.deepEqual(o, layers[i].forward(xs[i]).buffer(), `${type} M=${M} weight ${i}, own input`));
+    }
+  }
   // mixed types fall back to one call each; native argument checks name the culprit
   const a = new QLinear(K, 16, quantizeWeight(F.randn([16, K], { seed: 30 }), "q8_0")), b = new QLinear(K, 16, quantizeWeight(F.randn([16, K], { seed: 31 }), "q4_0"));
   const [ya, yb] = forwardMany([a, b], x1);

@@ -1,6 +1,7 @@
 // N-API glue for quantized products: quantPack, quantMatmul, quantMatmulMany (see src/core/backend/native/binding.ts).
 // Every argument is checked here (type names, shapes, block multiples, array lengths) before a kernel runs.
 #include <string>
+#include <vector>
 #include "bind.h"
 #include "cpu.h"
 #include "kernels/quant.h"
@@ -86,39 +87,49 @@ Napi::Value QuantMatmul(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// quantMatmulMany(M, x, packed[], out[]): weights of one type and K against the same x (quantized once).
+// quantMatmulMany(M, x | x[], packed[], out[]): weights of one type and K, against one shared input (quantized once) or
+// one input per weight.
 Napi::Value QuantMatmulMany(const Napi::CallbackInfo& info) {
   const char* op = "quant_matmul_many";
   Napi::Env env = info.Env();
-  if (info.Length() < 4) throw_arg(info, op, "expects 4 arguments (M, x, packed[], out[]), got " + s(static_cast<int64_t>(info.Length())));
+  if (info.Length() < 4) throw_arg(info, op, "expects 4 arguments (M, x or x[], packed[], out[]), got " + s(static_cast<int64_t>(info.Length())));
   const int64_t M = int_arg(info, 0, op, 0, MAX_DIM);
-  const float* x = f32_arg(info, 1, op, 0);
   if (!info[2].IsArray() || !info[3].IsArray()) throw_arg(info, op, "packed and out must be arrays");
   Napi::Array pa = info[2].As<Napi::Array>(), oa = info[3].As<Napi::Array>();
   const uint32_t n = pa.Length();
-  if (n < 1 || n > QUANT_MANY_MAX) throw_arg(info, op, "needs 1 to " + s(QUANT_MANY_MAX) + " packed matrices, got " + s(n));
+  if (n < 1 || n > 4096) throw_arg(info, op, "needs 1 to 4096 packed matrices, got " + s(n));
   if (oa.Length() != n) throw_arg(info, op, "out has " + s(oa.Length()) + " arrays for " + s(n) + " packed matrices");
-  const QuantPacked* ps[QUANT_MANY_MAX];
-  float* outs[QUANT_MANY_MAX];
-  const int64_t nx = static_cast<int64_t>(info[1].As<Napi::TypedArray>().ElementLength());
+  const bool shared = !info[1].IsArray();
+  if (!shared && info[1].As<Napi::Array>().Length() != n)
+    throw_arg(info, op, "x has " + s(info[1].As<Napi::Array>().Length()) + " arrays for " + s(n) + " packed matrices");
+  std::vector<const QuantPacked*> ps(n);
+  std::vector<float*> outs(n);
+  std::vector<const float*> xs(n);
+  // a Float32Array's data, checked to hold `need` elements
+  auto f32_of = [&](Napi::Value v, const std::string& name, __int128 need, const std::string& dims) -> float* {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_arg(info, op, name + " must be a Float32Array");
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    const int64_t len = static_cast<int64_t>(ta.ElementLength());
+    if (need > len) throw_arg(info, op, name + " has " + s(len) + " elements, needs " + s(static_cast<int64_t>(need)) + " (" + dims + ")");
+    return reinterpret_cast<float*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  };
   for (uint32_t i = 0; i < n; i++) {
     const std::string at = "packed[" + s(i) + "]";
     ps[i] = static_cast<const QuantPacked*>(packed_value(info, pa[i], op, kQuant, at));
     if (i > 0 && (ps[i]->kind != ps[0]->kind || ps[i]->K != ps[0]->K))
       throw_arg(info, op, at + " differs from packed[0] in type or K (K=" + s(ps[i]->K) + " vs " + s(ps[0]->K) + ")");
-    Napi::Value o = oa[i];
-    if (!o.IsTypedArray() || o.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw_arg(info, op, "out[" + s(i) + "] must be a Float32Array");
-    Napi::TypedArray ta = o.As<Napi::TypedArray>();
-    const int64_t no = static_cast<int64_t>(ta.ElementLength());
-    if (static_cast<__int128>(M) * ps[i]->N > no)
-      throw_arg(info, op, "out[" + s(i) + "] has " + s(no) + " elements, needs " + s(M * ps[i]->N) + " (M=" + s(M) + ", N=" + s(ps[i]->N) + ")");
-    outs[i] = reinterpret_cast<float*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+    outs[i] = f32_of(oa[i], "out[" + s(i) + "]", static_cast<__int128>(M) * ps[i]->N, "M=" + s(M) + ", N=" + s(ps[i]->N));
   }
-  if (static_cast<__int128>(M) * ps[0]->K > nx)
-    throw_arg(info, op, "x has " + s(nx) + " elements, needs " + s(M * ps[0]->K) + " (M=" + s(M) + ", K=" + s(ps[0]->K) + ")");
+  const std::string xdims = "M=" + s(M) + ", K=" + s(ps[0]->K);
+  if (shared) {
+    const float* x = f32_of(info[1], "x", static_cast<__int128>(M) * ps[0]->K, xdims);
+    for (uint32_t i = 0; i < n; i++) xs[i] = x;
+  } else {
+    Napi::Array xa = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < n; i++) xs[i] = f32_of(xa[i], "x[" + s(i) + "]", static_cast<__int128>(M) * ps[0]->K, xdims);
+  }
   if (M == 0) return env.Undefined();
-  quant_matmul_many(M, x, static_cast<int>(n), ps, outs);
+  quant_matmul_many(M, static_cast<int>(n), xs.data(), ps.data(), outs.data());
   return env.Undefined();
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #include <new>
 
 namespace fathom {
@@ -412,9 +413,9 @@ void quant_packed_free(QuantPacked* p) {
 
 bool quant_packed_compatible(const QuantPacked* p) { return p != nullptr; }  // one layout for every path
 
-void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out) { quant_matmul_many(M, x, 1, &p, &out); }
+void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out) { quant_matmul_many(M, 1, &x, &p, &out); }
 
-void quant_matmul_many(int64_t M, const float* x, int n, const QuantPacked* const* ps, float* const* outs) {
+void quant_matmul_many(int64_t M, int n, const float* const* xs, const QuantPacked* const* ps, float* const* outs) {
   if (M <= 0 || n <= 0) return;
   const QuantPacked* p0 = ps[0];
   const int kind = p0->kind;
@@ -423,9 +424,17 @@ void quant_matmul_many(int64_t M, const float* x, int n, const QuantPacked* cons
     for (int i = 0; i < n; i++) std::memset(outs[i], 0, sizeof(float) * M * ps[i]->N);
     return;
   }
-  // Work items: each weight's groups in turn (prefix sums of group counts), all against the one quantized x.
-  int64_t gstart[QUANT_MANY_MAX + 1];
-  gstart[0] = 0;
+  // Distinct inputs (by address), each quantized once; work items are each weight's groups in turn.
+  std::vector<int> xi(n);
+  std::vector<const float*> xu;
+  for (int i = 0; i < n; i++) {
+    int j = 0;
+    while (j < static_cast<int>(xu.size()) && xu[j] != xs[i]) j++;
+    if (j == static_cast<int>(xu.size())) xu.push_back(xs[i]);
+    xi[i] = j;
+  }
+  const int64_t nx = static_cast<int64_t>(xu.size());
+  std::vector<int64_t> gstart(n + 1, 0);
   size_t wbytes = 0;
   double work = 0;
   for (int i = 0; i < n; i++) {
@@ -441,18 +450,24 @@ void quant_matmul_many(int64_t M, const float* x, int n, const QuantPacked* cons
   };
   const int64_t ldd = kind == QK_Q4_K ? K / 256 : kind == QK_INT8 ? 1 : nb;
   const size_t qbytes = round_up(M * Kp, 64), dbytes = round_up(M * ldd * 4, 64), sbytes = round_up(M * nb * 4, 64);
-  uint8_t* buf = static_cast<uint8_t*>(t_xbuf.get(qbytes + dbytes + sbytes));
-  int8_t* q = reinterpret_cast<int8_t*>(buf);
-  float* d = reinterpret_cast<float*>(buf + qbytes);
-  int32_t* s = reinterpret_cast<int32_t*>(buf + qbytes + dbytes);
+  const size_t per_x = qbytes + dbytes + sbytes;
+  uint8_t* buf = static_cast<uint8_t*>(t_xbuf.get(per_x * nx));
+  std::vector<QuantX> qx(nx);
+  for (int64_t u = 0; u < nx; u++) {
+    uint8_t* b = buf + u * per_x;
+    qx[u] = {reinterpret_cast<int8_t*>(b), reinterpret_cast<float*>(b + qbytes), reinterpret_cast<int32_t*>(b + qbytes + dbytes), Kp, ldd, nb};
+  }
+  auto quantize = [&](int64_t u, int64_t m0, int64_t m1) {
+    quantize_rows(kind, m0, m1, xu[u], K, Kp, const_cast<int8_t*>(qx[u].q), const_cast<float*>(qx[u].d), ldd,
+                  const_cast<int32_t*>(qx[u].s), nb);
+  };
   // A matvec is worth splitting sooner: its weights come from DRAM, at about one core's read rate per thread
   // (q4_0 256 x 2048, 295 KB, weights from DRAM: ~20.5 -> ~16 us with 2 threads).
   const bool par = num_threads() > 1 && (work >= 2e6 || (M == 1 && wbytes >= (size_t(1) << 17)));
-  if (par && M * K >= 65536)
-    parallel_for(M, 0, [&](int64_t b, int64_t e) { quantize_rows(kind, b, e, x, K, Kp, q, d, ldd, s, nb); });
+  if (par && nx * M * K >= 65536)
+    parallel_for(nx * M, 0, [&](int64_t b, int64_t e) { for (int64_t t = b; t < e; t++) quantize(t / M, t % M, t % M + 1); });
   else
-    quantize_rows(kind, 0, M, x, K, Kp, q, d, ldd, s, nb);
-  const QuantX qx = {q, d, s, Kp, ldd, nb};
+    for (int64_t u = 0; u < nx; u++) quantize(u, 0, M);
   const TilePath tp = M >= 2 ? pick_tile(kind) : TilePath();
   if (tp.fn) {
     // M >= 2: the activations in tiles of T rows; a task is (group, chunk of tiles): each call streams the group's
@@ -460,13 +475,19 @@ void quant_matmul_many(int64_t M, const float* x, int n, const QuantPacked* cons
     const int64_t T = tp.T, ntiles = ceil_div(M, T);
     const int64_t sq = nb * T * 32, sd = ldd * T, sc = nb * T;
     const size_t tqb = round_up(ntiles * sq, 64), tdb = round_up(ntiles * sd * 4, 64), tcb = round_up(ntiles * sc * 4, 64);
-    uint8_t* tb = static_cast<uint8_t*>(t_tbuf.get(tqb + tdb + tcb));
-    const QuantXT xt = {reinterpret_cast<int8_t*>(tb), reinterpret_cast<float*>(tb + tqb),
-                        reinterpret_cast<int32_t*>(tb + tqb + tdb), sq, sd, sc};
-    if (par && M * K >= 65536)
-      parallel_for(ntiles, 0, [&](int64_t b, int64_t e) { tile_acts(kind, tp.T, tp.cmul, M, qx, nb, b, e, xt); });
+    const size_t per_t = tqb + tdb + tcb;
+    uint8_t* tb = static_cast<uint8_t*>(t_tbuf.get(per_t * nx));
+    std::vector<QuantXT> xt(nx);
+    for (int64_t u = 0; u < nx; u++) {
+      uint8_t* b = tb + u * per_t;
+      xt[u] = {reinterpret_cast<int8_t*>(b), reinterpret_cast<float*>(b + tqb), reinterpret_cast<int32_t*>(b + tqb + tdb), sq, sd, sc};
+    }
+    if (par && nx * M * K >= 65536)
+      parallel_for(nx * ntiles, 0, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; t++) tile_acts(kind, tp.T, tp.cmul, M, qx[t / ntiles], nb, t % ntiles, t % ntiles + 1, xt[t / ntiles]);
+      });
     else
-      tile_acts(kind, tp.T, tp.cmul, M, qx, nb, 0, ntiles, xt);
+      for (int64_t u = 0; u < nx; u++) tile_acts(kind, tp.T, tp.cmul, M, qx[u], nb, 0, ntiles, xt[u]);
     const int64_t TCH = std::max<int64_t>(1, 64 / T);
     const int64_t ntc = ceil_div(ntiles, TCH), ntasks = ng * ntc;
     auto run = [&](int64_t b, int64_t e) {
@@ -476,7 +497,7 @@ void quant_matmul_many(int64_t M, const float* x, int n, const QuantPacked* cons
         const int64_t g = gg - gstart[i], N = ps[i]->N;
         const int64_t tend = std::min(ntiles, (tc + 1) * TCH);
         for (int64_t ti = tc * TCH; ti < tend; ti++)
-          tp.fn(ps[i], &xt, ti, static_cast<int>(std::min(T, M - ti * T)), g, outs[i] + ti * T * N, N);
+          tp.fn(ps[i], &xt[xi[i]], ti, static_cast<int>(std::min(T, M - ti * T)), g, outs[i] + ti * T * N, N);
       }
     };
     if (!par || ntasks <= 1) run(0, ntasks);
@@ -497,7 +518,7 @@ void quant_matmul_many(int64_t M, const float* x, int n, const QuantPacked* cons
       const int64_t g = gg - gstart[i];
       const int64_t mend = std::min(M, (mc + 1) * MCH);
       for (int64_t m0 = mc * MCH; m0 < mend; m0 += TILE)
-        fn(ps[i], &qx, m0, static_cast<int>(std::min(TILE, mend - m0)), g, outs[i], ps[i]->N);
+        fn(ps[i], &qx[xi[i]], m0, static_cast<int>(std::min(TILE, mend - m0)), g, outs[i], ps[i]->N);
     }
   };
   if (!par || ntasks <= 1) {

@@ -73,10 +73,10 @@ QuantPacked* quant_pack(int kind, int64_t N, int64_t K, const uint8_t* data, con
 void quant_packed_free(QuantPacked* p);
 bool quant_packed_compatible(const QuantPacked* p);
 void quant_matmul(int64_t M, const float* x, const QuantPacked* p, float* out);
-// Several weights of one kind and K against the same x (e.g. q, k and v; gate and up): x is quantized once and one
-// parallel pass covers every weight's groups; each out[i] gets exactly what quant_matmul(M, x, ps[i], outs[i]) gives.
-constexpr int QUANT_MANY_MAX = 8;
-void quant_matmul_many(int64_t M, const float* x, int n, const QuantPacked* const* ps, float* const* outs);
+// Several weights of one kind and K, weight i against input xs[i] (M x K; inputs at the same address, e.g. q, k and v's,
+// are quantized once): one parallel pass covers every weight's groups, and each out[i] gets exactly what
+// quant_matmul(M, xs[i], ps[i], outs[i]) gives (MLA's per-head k_b / v_b in one call; q, k, v or gate and up).
+void quant_matmul_many(int64_t M, int n, const float* const* xs, const QuantPacked* const* ps, float* const* outs);
 
 // ---- ISA kernels (plain functions) for M = 1 (matvec) and the scalar path. One call: rows [m0, m0+mt) of x against
 // group g of p; writes out[(m0+i)*ldo + 16g + r] for r < min(16, N - 16g).

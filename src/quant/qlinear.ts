@@ -157,6 +157,17 @@ export class QLinear extends Module {
   fuseKey(): string | null { return getBackend().quantMatmulMany ? `qlinear:${this.qtype}:${this.inFeatures}` : null; }
   forwardGroup(group: readonly Module[], x: Tensor): Tensor[] { return QLinear.project(group as readonly QLinear[], x, getBackend()); }
 
+  /**
+   * Rows (M, K) of xs[i] through layer i into outs[i] (M, N_i), for layers of one type and input size without bias or
+   * row order (MLA's per-head k_b / v_b): one backend call when the backend has quantMatmulMany.
+   */
+  static projectEach(qs: readonly QLinear[], M: number, xs: Float32Array[], outs: Float32Array[]): void {
+    const be = getBackend();
+    if (M === 0) return;
+    if (be.quantMatmulMany && qs.length > 1) be.quantMatmulMany(M, xs, qs.map((l) => l.packedFor(be)), outs);
+    else qs.forEach((l, i) => be.quantMatmul!(M, xs[i], l.packedFor(be), outs[i]));
+  }
+
   /** x through layers of one type and input size (one backend call). */
   private static project(qs: readonly QLinear[], x: Tensor, be: Backend): Tensor[] {
     const K = qs[0].inFeatures;
@@ -259,9 +270,12 @@ export class SplitKvB extends Module {
       // row-invariant (one FMA chain per output over K): a decoded token gets the bits it gets inside a prefill
       return matmul(xr, d.w, { rowInvariant: true });
     }
-    const lin = this.headsOf(half), outs: Tensor[] = [];
-    for (let h = 0; h < H; h++) outs.push(lin[h].forward(x.slice(1, h, h + 1).contiguous().reshape(B * T, K)).reshape(B, 1, T, N));
-    return concat(outs, 1);
+    // every head in one backend call: head h's rows (B·T, K) and output (B·T, N) are slices of (H, B, T, ·) buffers
+    const lin = this.headsOf(half), M = B * T;
+    const xb = x.float().permute(1, 0, 2, 3).contiguous().buffer() as Float32Array;
+    const out = allocate("f32", H * M * N) as Float32Array;
+    QLinear.projectEach(lin, M, lin.map((_, h) => xb.subarray(h * M * K, (h + 1) * M * K)), lin.map((_, h) => out.subarray(h * M * N, (h + 1) * M * N)));
+    return new Tensor(out, "f32", [H, B, T, N]).permute(1, 0, 2, 3);
   }
 
   /** q_nope (B, H, T, dn) → its absorbed form (B, H, T, r). */

@@ -76,10 +76,11 @@ export interface Backend {
   quantPack?(type: QuantKind, N: number, K: number, data: Uint8Array, scales: Float32Array | null): object;
   quantMatmul?(M: number, x: Float32Array, packed: object, out: Float32Array): void;
   /**
-   * Several packed weights of one type and K against the same x (e.g. q, k and v): out[i] must equal what
-   * quantMatmul(M, x, packed[i], out[i]) gives; x is quantized once. Absent: callers multiply one weight at a time.
+   * Several packed weights of one type and K in one call, against one shared x (quantized once: q, k and v) or x[i] for
+   * weight i (MLA's per-head k_b / v_b): out[i] must equal what quantMatmul(M, x or x[i], packed[i], out[i]) gives.
+   * Absent: callers multiply one weight at a time.
    */
-  quantMatmulMany?(M: number, x: Float32Array, packed: object[], out: Float32Array[]): void;
+  quantMatmulMany?(M: number, x: Float32Array | Float32Array[], packed: object[], out: Float32Array[]): void;
   /**
    * True when quantPack copies `data` and `scales` into the packed handle, so the caller may reuse or drop them once it
    * returns (e.g. one read buffer for every tensor of a file); false or absent: the handle keeps referring to them.

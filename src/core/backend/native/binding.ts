@@ -112,8 +112,11 @@ export interface NativeBinding {
    * kernel as the type needs: q8_0 blocks for q8_0/q4_0, q8_K for q4_K, per-token int8 for int8). beta = 0 (out is written).
    */
   quantMatmul(M: number, x: Float32Array, packed: PackedQuant, out: Float32Array): void;
-  /** Weights of one type and K against the same x (quantized once, one parallel pass): out[i] as quantMatmul(M, x, packed[i], out[i]). */
-  quantMatmulMany(M: number, x: Float32Array, packed: PackedQuant[], out: Float32Array[]): void;
+  /**
+   * Weights of one type and K in one parallel pass, against one shared x (quantized once) or x[i] for weight i:
+   * out[i] as quantMatmul(M, x or x[i], packed[i], out[i]).
+   */
+  quantMatmulMany(M: number, x: Float32Array | Float32Array[], packed: PackedQuant[], out: Float32Array[]): void;
 
   // ---- attention (native/bind/attention.cc)
   /**

@@ -110,10 +110,10 @@ export class NativeBackend extends RefBackend {
     if (this.hasQuantKernels()) return { native: this.addon.quantPack(type, N, K, data, scales), N, K } satisfies NativePackedQuant;
     return w;
   }
-  quantMatmulMany(M: number, x: Float32Array, packed: object[], out: Float32Array[]): void {
-    if (packed.length <= 8 && packed.every((p) => "native" in p)) {
+  quantMatmulMany(M: number, x: Float32Array | Float32Array[], packed: object[], out: Float32Array[]): void {
+    if (packed.every((p) => "native" in p)) {
       this.addon.quantMatmulMany(M, x, packed.map((p) => (p as NativePackedQuant).native), out);
-    } else packed.forEach((p, i) => this.quantMatmul(M, x, p, out[i]));
+    } else packed.forEach((p, i) => this.quantMatmul(M, Array.isArray(x) ? x[i] : x, p, out[i]));
   }
   override quantMatmul(M: number, x: Float32Array, packed: object, out: Float32Array): void {
     if ("native" in packed) { this.addon.quantMatmul(M, x, (packed as NativePackedQuant).native, out); return; }
