@@ -57,10 +57,19 @@ export function topK(s: Scores, k: number, minKeep = 1): void {
   for (let i = 0; i < s.length; i++) if (s[i] < kth) s[i] = -Infinity;
 }
 
-function softmax(s: ArrayLike<number>): Float64Array {
+// Vocabulary-sized scratch rows reused from token to token (top-p's sorted copy and probabilities, sample's weights):
+// a fresh 1 MB array per token at a 129k vocabulary would be garbage at every step. Callers finish with a row before
+// the next call that takes the same slot (these functions are synchronous and do not nest).
+const scratchRows: Float64Array[] = [];
+function scratch(slot: number, n: number): Float64Array {
+  if (!scratchRows[slot] || scratchRows[slot].length < n) scratchRows[slot] = new Float64Array(n);
+  return scratchRows[slot].subarray(0, n);
+}
+
+function softmax(s: ArrayLike<number>, into?: Float64Array): Float64Array {
   let mx = -Infinity;
   for (let i = 0; i < s.length; i++) if (s[i] > mx) mx = s[i];
-  const p = new Float64Array(s.length);
+  const p = into ?? new Float64Array(s.length);
   let z = 0;
   for (let i = 0; i < s.length; i++) { p[i] = mx === -Infinity ? 0 : Math.exp(s[i] - mx); z += p[i]; }
   for (let i = 0; i < s.length; i++) p[i] = z > 0 ? p[i] / z : 0;
@@ -73,8 +82,10 @@ export function topP(s: Scores, p: number, minKeep = 1): void {
   // The cumulative mass only grows, so the dropped tokens are a prefix of the ascending order: find its last value with
   // a numeric sort of the values (no index sort), then drop everything below it and, among the tokens equal to it, the
   // lowest indices first (ties sort by index).
-  const sorted = Float64Array.from(s).sort();
-  const probs = softmax(sorted);
+  const sorted = scratch(0, s.length);
+  sorted.set(s);
+  sorted.sort();
+  const probs = softmax(sorted, scratch(1, s.length));
   let cum = 0, cut = -1;
   for (let r = 0; r < sorted.length - minKeep; r++) {
     cum += probs[r];
@@ -148,7 +159,8 @@ export function sample(s: Scores, g: Generator): number {
   let mx = -Infinity;
   for (const v of s) if (v > mx) mx = v;
   let z = 0;
-  const p = s.map((v) => { const e = Math.exp(v - mx); z += e; return e; });
+  const p = scratch(2, s.length);
+  for (let i = 0; i < s.length; i++) { const e = Math.exp(s[i] - mx); p[i] = e; z += e; }
   let u = g.next() * z;
   for (let i = 0; i < p.length; i++) { u -= p[i]; if (u < 0 && p[i] > 0) return i; }
   for (let i = p.length - 1; i >= 0; i--) if (p[i] > 0) return i;

@@ -70,6 +70,8 @@ export class Scheduler {
   private readonly prefixes: PrefixEntry[] = [];
   /** Storage of the forward steps: reused from step to step (the logits rows are read before the next step). */
   private readonly arena = new StepArena();
+  /** The scores row being sampled (vocabulary-sized, reused from token to token). */
+  private scoreRow = new Float64Array(0);
   private prefixHits = 0;
   private clock = 0;
   private readonly vocab: number;
@@ -240,7 +242,9 @@ export class Scheduler {
   /** Samples the next token of s from its raw logits, reports it, and ends s on a stop id or a length limit. */
   private choose(s: Seq, raw: Float32Array): void {
     const p = s.req.params;
-    const sc = Float64Array.from(raw);
+    if (this.scoreRow.length !== raw.length) this.scoreRow = new Float64Array(raw.length);
+    const sc = this.scoreRow;                                   // reused: consumed before the next choice
+    sc.set(raw);
     if (p.logitBias) logitBias(sc, p.logitBias);
     presenceFrequencyPenalty(sc, s.counts, p.presencePenalty, p.frequencyPenalty);
     let tok: number;
