@@ -302,6 +302,22 @@ describe("fathom quantize", () => {
 
 // bf16 keeps 8 bits of mantissa, q8_0 about 7 per block: logits move by ~1e-2 on these tiny random models, enough to
 // flip near-tied greedy choices, so the caches are compared teacher-forced on the f32 cache's greedy sequence.
+// A preallocated bf16 cache is read as f32 natively into a scratch: in one conversion over the span its heads cover
+// (small gaps: a strided view) or one per head (large gaps). Both must give what the concatenating cache gives.
+test("bf16 KV cache: preallocated (both read paths) and concatenating caches give the same logits", () => F.noGrad(() => {
+  const m = F.randomModel(TINY_CONFIGS.llama, { seed: 6, init: "scaled" });
+  const ids = [5, 17, 200, 3, 99, 42, 7, 8, 9, 10, 11, 12, 13, 14];
+  const run = (capacity?: number) => {
+    const cache = m.newCache({ dtype: "bf16", ...(capacity ? { capacity } : {}) });
+    const out = [m.forward(F.tensor([ids.slice(0, 4)], { dtype: "i32" }), { cache }).toArray()];
+    for (const t of ids.slice(4)) out.push(m.forward(F.tensor([[t]], { dtype: "i32" }), { cache }).toArray());
+    return out;
+  };
+  const concat = run(), span = run(16), perHead = run(4096);
+  assert.deepEqual(span, concat);
+  assert.deepEqual(perHead, concat);
+}));
+
 test("KV cache dtypes: bf16 and q8_0 caches follow the f32 cache's 16 greedy steps", (t) => {
   for (const arch of ["llama", "deepseek_v3"] as const) {
     const m = F.randomModel(TINY_CONFIGS[arch], { seed: 8, init: "scaled" });

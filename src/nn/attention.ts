@@ -149,17 +149,37 @@ function q8Append(prev: Q8Store | undefined, t: Tensor, capHint?: number): Q8Sto
   return s;
 }
 
-// f32 scratch for dequantized keys and values, shared by every q8_0 cache and layer (each read is consumed by the
-// attention that follows before the next read of the same key), grown by doubling: a step allocates nothing.
-const q8Scratch = { k: new Float32Array(0), v: new Float32Array(0) };
+// f32 scratch for keys and values read out of q8_0 and bf16 caches, shared by every cache and layer (each read is
+// consumed by the attention that follows before the next read of the same key), grown by doubling: a step allocates nothing.
+const kvScratch = { k: new Float32Array(0), v: new Float32Array(0) };
+function scratchFor(key: "k" | "v", n: number): Float32Array {
+  if (kvScratch[key].length < n) kvScratch[key] = new Float32Array(Math.max(n, 2 * kvScratch[key].length));
+  return kvScratch[key];
+}
 
 /** Everything `s` holds as f32 (B, H, T, d): a view of the `key` scratch, valid until the next read of that key. */
 function q8Read(s: Q8Store, key: "k" | "v"): Tensor {
   const { B, H, T, cap, d } = s, n = B * H * T * d;
-  if (q8Scratch[key].length < n) q8Scratch[key] = new Float32Array(Math.max(n, 2 * q8Scratch[key].length));
-  const out = q8Scratch[key];
+  const out = scratchFor(key, n);
   getBackend().dequantQ8Rows(B * H, T, cap, d, s.blocks, out);
   return new Tensor(out, "f32", [B, H, T, d]);
+}
+
+/**
+ * The first T positions of a preallocated bf16 buffer (B, H, cap, d) as f32, converted natively into the `key` scratch
+ * (valid until the next read of that key): one conversion over the span the runs cover when the gaps between heads are
+ * small (a strided view of it, which attention reads in place), else one per (b, h) run.
+ */
+function bf16Read(buf: Tensor, T: number, key: "k" | "v"): Tensor {
+  const [B, H, cap, d] = buf.shape, runs = B * H, be = getBackend(), src = buf.data as Uint16Array;
+  if ((cap - T) * (runs - 1) <= runs * T) {
+    const n = ((runs - 1) * cap + T) * d, out = scratchFor(key, n).subarray(0, n);
+    be.cast("bf16", src.subarray(0, n), "f32", out);
+    return new Tensor(out, "f32", [B, H, cap, d]).narrow(2, 0, T);
+  }
+  const out = scratchFor(key, runs * T * d);
+  for (let r = 0; r < runs; r++) be.cast("bf16", src.subarray(r * cap * d, (r * cap + T) * d), "f32", out.subarray(r * T * d, (r + 1) * T * d));
+  return new Tensor(out.subarray(0, runs * T * d), "f32", [B, H, T, d]);
 }
 
 function q8Reorder(s: Q8Store, index: number[]): Q8Store {
@@ -204,7 +224,8 @@ function bufAppend(cache: LayerCache, key: "k" | "v", t: Tensor, storage: Tensor
 
 /**
  * Appends new (B, H, T, d) entries to a cached tensor along T; returns everything cached, in t's dtype. For a q8_0
- * cache that is a view of a scratch buffer that the next q8_0 append of the same key overwrites: use it at once.
+ * cache, or a preallocated bf16 one read as f32, that is a view of a scratch buffer that the next such read of the same
+ * key overwrites: use it at once.
  */
 export function appendCache(cache: LayerCache | undefined, key: "k" | "v", t: Tensor): Tensor {
   if (!cache) return t;
@@ -217,7 +238,8 @@ export function appendCache(cache: LayerCache | undefined, key: "k" | "v", t: Te
   if (cache.cap !== undefined) {
     const storage = cache.dtype === "bf16" ? "bf16" : t.dtype;
     const all = bufAppend(cache, key, t.detach(), storage);
-    return all.dtype === t.dtype ? all : all.to(t.dtype);
+    if (all.dtype === t.dtype) return all;
+    return storage === "bf16" && t.dtype === "f32" ? bf16Read(cache[key === "k" ? "kBuf" : "vBuf"]!, all.shape[2], key) : all.to(t.dtype);
   }
   // Not preallocated: the cache keeps the concatenation, so it is made outside any step arena.
   const prev = cache[key];
