@@ -100,3 +100,12 @@ describe("quantized models: cached decode equals a full forward, and a ragged ba
     }));
   }
 });
+
+test("attention with no keys (Tk = 0) outputs zeros, whatever the scratch held before", () => {
+  // a real call first leaves the kernel's per-thread scratch (running state) full of numbers
+  const q = F.randn([1, 4, 8, 16], { seed: 7 }), k = F.randn([1, 4, 8, 16], { seed: 8 }), v = F.randn([1, 4, 8, 16], { seed: 9 });
+  sdpa(q, k, v, { causal: true });
+  const out = sdpa(q, F.zeros([1, 4, 0, 16]), F.zeros([1, 4, 0, 16]), { qOffset: 0 }).buffer() as Float32Array;
+  assert.equal(out.length, 4 * 8 * 16);
+  assert.ok(out.every((x) => x === 0), "a query that sees no key outputs 0");
+});

@@ -327,6 +327,10 @@ static bool attention_forward_impl(const AttnArgs& a) {
       const int64_t nkb = (kend + BK - 1) / BK;
       const int64_t c_lo = split ? t % nch : 0;
       const int64_t c_hi = split ? c_lo + 1 : (nkb + ATTN_CHUNK_BLOCKS - 1) / ATTN_CHUNK_BLOCKS;
+      if (c_hi == c_lo) {   // no key at all (Tk = 0): an empty state, so out = 0 and lse = -inf
+        for (int r = 0; r < nq; r++) { m[r] = NEG_INF; l[r] = 0.f; }
+        std::memset(O, 0, sizeof(float) * nq * dvp);
+      }
       for (int64_t c = c_lo; c < c_hi; c++) {
         // the first chunk of a task runs in the running state itself (merging into an empty state is a copy)
         float *Ot = c == c_lo ? O : Oc, *mt = c == c_lo ? m : mc, *lt = c == c_lo ? l : lc;
