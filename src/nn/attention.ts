@@ -13,6 +13,7 @@ import { QUANT_TYPES } from "../quant/types.js";
 import { DTYPES, allocate, type TypedArray } from "../core/dtype.js";
 import { inArena, outsideArena } from "../core/arena.js";
 import { getBackend } from "../core/backend/index.js";
+import { isGradEnabled } from "../core/autograd.js";
 
 /** Storage type of cached keys/values: f32 (exact), bf16 (half the bytes), q8_0 (34 bytes per 32 values). */
 export type KVCacheDType = "f32" | "bf16" | "q8_0";
@@ -182,6 +183,9 @@ function bf16Read(buf: Tensor, T: number, key: "k" | "v"): Tensor {
   return new Tensor(out.subarray(0, runs * T * d), "f32", [B, H, T, d]);
 }
 
+/** A scratch read as returned to the caller: under autograd a copy (the backward pass keeps k and v past the next read). */
+function kept(read: Tensor): Tensor { return isGradEnabled() ? read.clone() : read; }
+
 function q8Reorder(s: Q8Store, index: number[]): Q8Store {
   const per = s.H * s.cap * q8RowBytes(s.d), blocks = new Uint8Array(index.length * per);
   index.forEach((b, i) => blocks.set(s.blocks.subarray(b * per, (b + 1) * per), i * per));
@@ -233,13 +237,13 @@ export function appendCache(cache: LayerCache | undefined, key: "k" | "v", t: Te
     const qk = key === "k" ? "qk" : "qv";
     cache[qk] = q8Append(cache[qk], t.detach(), cache.cap);
     const all = q8Read(cache[qk]!, key);
-    return t.dtype === "f32" ? all : all.to(t.dtype);
+    return t.dtype === "f32" ? kept(all) : all.to(t.dtype);
   }
   if (cache.cap !== undefined) {
     const storage = cache.dtype === "bf16" ? "bf16" : t.dtype;
     const all = bufAppend(cache, key, t.detach(), storage);
     if (all.dtype === t.dtype) return all;
-    return storage === "bf16" && t.dtype === "f32" ? bf16Read(cache[key === "k" ? "kBuf" : "vBuf"]!, all.shape[2], key) : all.to(t.dtype);
+    return storage === "bf16" && t.dtype === "f32" ? kept(bf16Read(cache[key === "k" ? "kBuf" : "vBuf"]!, all.shape[2], key)) : all.to(t.dtype);
   }
   // Not preallocated: the cache keeps the concatenation, so it is made outside any step arena.
   const prev = cache[key];
@@ -247,7 +251,8 @@ export function appendCache(cache: LayerCache | undefined, key: "k" | "v", t: Te
     const add = cache.dtype === "bf16" ? t.detach().to("bf16") : t;
     return prev ? concat([prev, add], 2) : add;
   });
-  cache[key] = all === t && inArena() ? outsideArena(() => t.detach().clone()) : all.detach();   // t may be step storage
+  // `all` may share t's storage (no concatenation, no cast: t itself or a same-dtype to()), which may be step storage
+  cache[key] = all.data === t.data && inArena() ? outsideArena(() => all.detach().clone()) : all.detach();
   return cache.dtype === "bf16" && t.dtype !== "bf16" ? all.to(t.dtype) : all;
 }
 
