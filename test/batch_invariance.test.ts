@@ -32,7 +32,7 @@ after(() => addon?.setThreads(0));
 describe("attention: a query row's output does not depend on Tq, the other rows or the thread count", () => {
   // (Hq, Hkv, D, Dv): multi-head, grouped, and MLA's single latent head with D ≠ Dv (not multiples of 16)
   const shapes: [number, number, number, number][] = [[4, 4, 16, 16], [8, 2, 32, 32], [16, 1, 40, 24]];
-  const L = 300;                                  // beyond two 128-key chunks: decode splits the keys across threads
+  const L = 4200;                                 // beyond two 2048-key chunks: decode splits the keys across threads
   for (const [Hq, Hkv, D, Dv] of shapes) {
     test(`Hq=${Hq} Hkv=${Hkv} D=${D} Dv=${Dv}`, () => {
       const q = F.randn([1, Hq, L, D], { seed: 1 }), k = F.randn([1, Hkv, L, D], { seed: 2 }), v = F.randn([1, Hkv, L, Dv], { seed: 3 });
@@ -44,7 +44,7 @@ describe("attention: a query row's output does not depend on Tq, the other rows 
       };
       for (const threads of addon ? [1, 2] : [0]) {
         // single decode steps (at chunk and block edges and in between), and a chunk of prefill from the middle
-        for (const [i0, i1] of [[0, 1], [62, 63], [63, 64], [64, 65], [127, 128], [128, 129], [200, 201], [255, 256], [299, 300], [100, 180]]) {
+        for (const [i0, i1] of [[0, 1], [63, 64], [64, 65], [2047, 2048], [2048, 2049], [3000, 3001], [4095, 4096], [4096, 4097], [4199, 4200], [2000, 2100]]) {
           const part = at(i0, i1, threads);
           for (let h = 0; h < Hq; h++) {
             const want = full.slice(1, h, h + 1).slice(2, i0, i1).contiguous().buffer() as Float32Array;

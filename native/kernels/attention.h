@@ -62,8 +62,11 @@ void attention_backward_f32(const AttnArgs& a);
 
 // ---- micro-kernels (shared by the driver and the ISA translation units) -------------------------------
 // A "score tile" has ATTN_BK columns per row (row stride ATTN_BK). Packed row widths (xp) are multiples of 16.
-// Keys are merged in chunks of ATTN_CHUNK_BLOCKS key blocks at fixed absolute positions (see the forward driver).
-enum { ATTN_BK = 64, ATTN_PAD = 16, ATTN_CHUNK_BLOCKS = 2 };
+// Keys are merged in chunks of ATTN_CHUNK_BLOCKS key blocks (2048 keys) at fixed absolute positions (see the forward
+// driver). Decode splits a row block's work by chunk, keeping one partial state per chunk: larger chunks bound that
+// memory (MLA, Dv = 512, at 128k keys: 64 chunks, ~17 MB; with 128-key chunks it was ~263 MB) at the cost of splitting
+// only beyond 2048 keys (below that, decode attention is short anyway).
+enum { ATTN_BK = 64, ATTN_PAD = 16, ATTN_CHUNK_BLOCKS = 32 };
 
 struct AttnKernels {
   // C[r][0..64) = scale * sum_d A[r*lda + d] * Bt[d*64 + c], r < nrows (Bt is a packed [K][64] tile).

@@ -1,4 +1,4 @@
-// Regression tests for bugs found in review of the step-arena / batch-invariance change.
+// KV-cache reads: what appendCache returns and keeps, inside step arenas and under autograd (shared f32 scratch of q8_0/bf16 caches).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Tensor } from "../src/core/tensor.js";
