@@ -492,9 +492,6 @@ void rmsnorm_bwd_row(int64_t n, const float* x, const float* w, float rstd, cons
 }
 
 // ---------------------------------------------------------------- RoPE
-#ifndef ROPE_VARIANT
-#define ROPE_VARIANT 1
-#endif
 void rope_row(int64_t half, const float* x, float* y, const float* c, const float* s, int interleaved, int inverse) {
   int64_t i = 0;
   if (!interleaved) {
